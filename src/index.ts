@@ -1,0 +1,7 @@
+/** ojs-ml as a library: the contract, the sources, the archive writers and the engine. */
+export * from './spec/index.js';
+export * from './sources/types.js';
+export { SourceRegistry, type SourcesConfig } from './sources/registry.js';
+export { FileSource, type FileSourceOptions } from './sources/file.js';
+export * from './archive/index.js';
+export * from './batch/index.js';

@@ -1,0 +1,234 @@
+/**
+ * `file`: local directories exposed as named roots (`--root NAME=DIR`; entries
+ * `{"provider":"file","bucket":"NAME","objname":"rel/path"}`). Bucket '' means absolute paths
+ * (`file:///abs/path`), which only the CLI turns on. Nothing outside a root is ever read: '..'
+ * components are refused and every path is resolved through symlinks before it is opened.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Readable, addAbortSignal } from 'node:stream';
+import { OjsError, throwIfAborted, type ErrorContext } from '../spec/errors.js';
+import { resolveRange, type ResolvedRange } from '../spec/range.js';
+import { objectNameProblem } from '../spec/uri.js';
+import type { ListedObject, ObjectRef, ObjectSource, ObjectStat, OpenOptions, OpenedObject, SourceCapabilities } from './types.js';
+
+const READ_CHUNK = 1 << 20; // bytes per read(2); also the body's highWaterMark
+
+export const scheme = 'file';
+
+export interface FileSourceOptions {
+  /** Root name -> directory. A root's directory is resolved through symlinks once. */
+  roots: Record<string, string>;
+  /** Serve bucket '' as the whole file system (absolute `file:///` URIs). Never on a server. */
+  allowAbsolute?: boolean;
+}
+
+export class FileSource implements ObjectSource {
+  readonly provider = 'file' as const;
+  readonly capabilities: SourceCapabilities = { ranges: true, list: true, conditionalRead: true };
+  private readonly roots = new Map<string, string>();
+  private readonly realRoots = new Map<string, Promise<string>>();
+
+  constructor(opts: FileSourceOptions) {
+    for (const [name, dir] of Object.entries(opts.roots)) {
+      if (name === '' || name.includes('/')) throw new OjsError('BadSpec', `root name '${name}' must be non-empty and hold no '/'`);
+      this.roots.set(name, path.resolve(dir));
+    }
+    if (opts.allowAbsolute === true) this.roots.set('', '/');
+  }
+
+  rootNames(): string[] {
+    return [...this.roots.keys()].filter((n) => n !== '');
+  }
+
+  async stat(ref: ObjectRef, opts: { signal: AbortSignal }): Promise<ObjectStat> {
+    throwIfAborted(opts.signal);
+    const file = await this.resolve(ref);
+    const st = await fs.promises.stat(file).catch((e: unknown) => { throw fsError(e, ref); });
+    if (!st.isFile()) throw notRegular(ref, st);
+    return { size: st.size, etag: etagOf(st), mtime: st.mtime };
+  }
+
+  async open(ref: ObjectRef, opts: OpenOptions): Promise<OpenedObject> {
+    throwIfAborted(opts.signal);
+    const file = await this.resolve(ref);
+    const fd = await openFd(file, ref);
+    try {
+      throwIfAborted(opts.signal);
+      const st = await new Promise<fs.Stats>((res, rej) => fs.fstat(fd, (e, s) => (e ? rej(fsError(e, ref)) : res(s))));
+      if (!st.isFile()) throw notRegular(ref, st);
+      const etag = etagOf(st);
+      if (opts.ifMatch !== undefined && opts.ifMatch !== etag) {
+        throw new OjsError('Conflict', `file changed since it was first read (etag ${opts.ifMatch} -> ${etag})`, { context: ctx(ref) });
+      }
+      const range = resolveRange(opts.range, st.size, ctx(ref));
+      const body = addAbortSignal(opts.signal, new FileBody(fd, range, ref));
+      return { length: range.length, range, size: st.size, etag, mtime: st.mtime, body };
+    } catch (e) {
+      fs.close(fd, () => undefined);
+      throw e;
+    }
+  }
+
+  async *list(bucket: string, prefix: string, opts: { signal: AbortSignal }): AsyncIterable<ListedObject> {
+    const root = await this.realRoot(bucket);
+    const slash = prefix.lastIndexOf('/');
+    const startDir = slash < 0 ? '' : prefix.slice(0, slash);
+    if (startDir !== '' && objectNameProblem(startDir) !== undefined) {
+      throw new OjsError('BadSpec', `prefix '${prefix}' is not a valid path inside a root`, { context: { bucket, key: prefix } });
+    }
+    yield* this.walk(root, startDir, prefix, opts.signal);
+  }
+
+  private async *walk(root: string, rel: string, prefix: string, signal: AbortSignal): AsyncGenerator<ListedObject> {
+    throwIfAborted(signal);
+    let dirents: fs.Dirent[];
+    try {
+      dirents = await fs.promises.readdir(path.join(root, rel), { withFileTypes: true });
+    } catch (e) {
+      if (isCode(e, 'ENOENT') || isCode(e, 'ENOTDIR')) return;
+      throw fsError(e, { bucket: '', key: rel });
+    }
+    // Directories sort as "name/" so that a depth-first walk yields keys in byte order.
+    const items = dirents.map((d) => ({ d, sortKey: d.isDirectory() ? `${d.name}/` : d.name }));
+    items.sort((a, b) => (a.sortKey < b.sortKey ? -1 : a.sortKey > b.sortKey ? 1 : 0));
+    for (const { d } of items) {
+      const key = rel === '' ? d.name : `${rel}/${d.name}`;
+      if (d.isDirectory()) {
+        if (prefix.startsWith(`${key}/`) || `${key}/`.startsWith(prefix)) yield* this.walk(root, key, prefix, signal);
+        continue;
+      }
+      if (!key.startsWith(prefix)) continue;
+      const full = path.join(root, key);
+      if (d.isSymbolicLink()) {
+        const real = await fs.promises.realpath(full).catch(() => undefined);
+        if (real === undefined || !inside(root, real)) continue;
+      }
+      const st = await fs.promises.stat(full).catch(() => undefined);
+      if (st?.isFile()) yield { key, size: st.size };
+    }
+  }
+
+  private realRoot(bucket: string): Promise<string> {
+    let p = this.realRoots.get(bucket);
+    if (p === undefined) {
+      const dir = this.roots.get(bucket);
+      if (dir === undefined) {
+        const names = this.rootNames();
+        const known = names.length === 0 ? 'no roots are configured (--root NAME=DIR)' : `known roots: ${names.join(', ')}`;
+        return Promise.reject(
+          new OjsError('NotFound', bucket === '' ? 'absolute file paths are not allowed here; use a named root' : `no file root named '${bucket}'; ${known}`, {
+            code: 'ERR_NO_SUCH_BUCKET',
+            context: { provider: 'file', bucket },
+          }),
+        );
+      }
+      p = fs.promises.realpath(dir).catch((e: unknown) => {
+        this.realRoots.delete(bucket);
+        throw new OjsError('NotFound', `file root '${bucket}' (${dir}) cannot be opened: ${(e as Error).message}`, {
+          code: 'ERR_NO_SUCH_BUCKET',
+          context: { provider: 'file', bucket },
+          cause: e,
+        });
+      });
+      this.realRoots.set(bucket, p);
+    }
+    return p;
+  }
+
+  /** The real path of a key, refusing anything that resolves outside its root. */
+  private async resolve(ref: ObjectRef): Promise<string> {
+    const problem = objectNameProblem(ref.key);
+    if (problem !== undefined) throw new OjsError('Forbidden', `object name '${ref.key}' ${problem}`, { context: ctx(ref) });
+    const root = await this.realRoot(ref.bucket);
+    const real = await fs.promises.realpath(path.join(root, ref.key)).catch((e: unknown) => { throw fsError(e, ref); });
+    if (!inside(root, real)) throw new OjsError('Forbidden', `'${ref.key}' resolves outside its root (symlink)`, { context: ctx(ref) });
+    return real;
+  }
+}
+
+/** A positional reader over one open file descriptor; fails if the file shrinks under it. */
+class FileBody extends Readable {
+  private pos: number;
+  private remaining: number;
+
+  constructor(private readonly fd: number, range: ResolvedRange, private readonly ref: ObjectRef) {
+    super({ highWaterMark: READ_CHUNK });
+    this.pos = range.offset;
+    this.remaining = range.length;
+  }
+
+  override _read(): void {
+    if (this.remaining === 0) {
+      this.push(null);
+      return;
+    }
+    const want = Math.min(this.remaining, READ_CHUNK);
+    const buf = Buffer.allocUnsafe(want);
+    fs.read(this.fd, buf, 0, want, this.pos, (err, n) => {
+      if (this.destroyed) return;
+      if (err) return this.destroy(fsError(err, this.ref));
+      if (n === 0) {
+        return this.destroy(new OjsError('SizeMismatch', `file ended ${this.remaining} bytes early (truncated while being read?)`, { context: ctx(this.ref) }));
+      }
+      this.pos += n;
+      this.remaining -= n;
+      this.push(n === want ? buf : buf.subarray(0, n));
+      if (this.remaining === 0) this.push(null);
+    });
+  }
+
+  override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
+    fs.close(this.fd, (closeErr) => cb(err ?? closeErr));
+  }
+}
+
+function openFd(file: string, ref: ObjectRef): Promise<number> {
+  return new Promise((res, rej) =>
+    fs.open(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW, (e, fd) => (e ? rej(fsError(e, ref)) : res(fd))),
+  );
+}
+
+function inside(root: string, p: string): boolean {
+  return root === '/' || p === root || p.startsWith(root + path.sep);
+}
+
+/** Size and mtime identify a file version well enough to detect a change between two reads. */
+function etagOf(st: fs.Stats): string {
+  return `"${st.size.toString(16)}-${Math.floor(st.mtimeMs * 1000).toString(16)}"`;
+}
+
+function ctx(ref: ObjectRef): ErrorContext {
+  return { provider: 'file', bucket: ref.bucket, key: ref.key };
+}
+
+function isCode(e: unknown, code: string): boolean {
+  return (e as { code?: string } | null)?.code === code;
+}
+
+function notRegular(ref: ObjectRef, st: fs.Stats): OjsError {
+  const what = st.isDirectory() ? 'a directory' : 'not a regular file';
+  return new OjsError('NotFound', `'${ref.key}' is ${what}`, { context: ctx(ref) });
+}
+
+function fsError(e: unknown, ref: ObjectRef): OjsError {
+  if (e instanceof OjsError) return e;
+  const err = e as NodeJS.ErrnoException;
+  const where = ref.bucket === '' ? `/${ref.key}` : `${ref.bucket}/${ref.key}`;
+  switch (err.code) {
+    case 'ENOENT':
+    case 'ENOTDIR':
+      return new OjsError('NotFound', `no such file: ${where}`, { context: ctx(ref), cause: e });
+    case 'EACCES':
+    case 'EPERM':
+      return new OjsError('Forbidden', `permission denied: ${where}`, { context: ctx(ref), cause: e });
+    case 'ELOOP':
+      return new OjsError('Forbidden', `too many symlinks: ${where}`, { context: ctx(ref), cause: e });
+    case 'EMFILE':
+    case 'ENFILE':
+    case 'EAGAIN':
+      return new OjsError('Unavailable', `${err.code} reading ${where}`, { context: ctx(ref), cause: e, temporary: true });
+    default:
+      return new OjsError('Upstream', `${err.code ?? 'error'} reading ${where}: ${err.message}`, { context: ctx(ref), cause: e });
+  }
+}

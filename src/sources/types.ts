@@ -1,0 +1,64 @@
+import type { Readable } from 'node:stream';
+import type { ByteRange, ResolvedRange } from '../spec/range.js';
+import type { Provider } from '../spec/uri.js';
+
+/**
+ * One storage provider. Rules every implementation keeps:
+ * - not-found is a thrown OjsError of kind NotFound, never null;
+ * - the signal is required, and aborting it closes the upstream request and the body;
+ * - no retries, sleeps or timeouts here (layers do that);
+ * - `open` resolves once headers arrive, with the exact byte count the body will deliver; the
+ *   body fails (never ends early) if the upstream delivers fewer bytes.
+ */
+export interface ObjectSource {
+  readonly provider: Provider;
+  readonly capabilities: SourceCapabilities;
+  stat(ref: ObjectRef, opts: { signal: AbortSignal }): Promise<ObjectStat>;
+  open(ref: ObjectRef, opts: OpenOptions): Promise<OpenedObject>;
+  /** Keys under a prefix (a plain string prefix, not only whole directories), in byte order. */
+  list(bucket: string, prefix: string, opts: { signal: AbortSignal }): AsyncIterable<ListedObject>;
+}
+
+/** A handful of booleans the engine and the conformance suite go by. */
+export interface SourceCapabilities {
+  /** Ranged reads without transferring the bytes before the range. */
+  ranges: boolean;
+  list: boolean;
+  /** `ifMatch` on open is honoured (resume after a broken body). */
+  conditionalRead: boolean;
+}
+
+export interface ObjectRef {
+  bucket: string;
+  key: string;
+}
+
+export interface ObjectStat {
+  size: number;
+  etag?: string;
+  mtime?: Date;
+}
+
+export interface OpenOptions {
+  signal: AbortSignal;
+  range?: ByteRange;
+  /** Fail with a Conflict error unless the object still has this etag/version. */
+  ifMatch?: string;
+}
+
+export interface OpenedObject {
+  /** Bytes the body will deliver, exactly. */
+  length: number;
+  /** The part of the object the body holds. */
+  range: ResolvedRange;
+  /** Size of the whole object. */
+  size: number;
+  etag?: string;
+  mtime?: Date;
+  body: Readable;
+}
+
+export interface ListedObject {
+  key: string;
+  size: number;
+}
