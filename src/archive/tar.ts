@@ -1,61 +1,60 @@
 /**
- * TAR on tar-stream: USTAR headers, PAX for names that do not fit (over 100/155 bytes, or not
- * ASCII). tar-stream is a streamx stream; it is converted here so the rest of the code only sees
- * node:stream.
+ * The TAR writer. It frames entries itself (headers from tar-header.ts) so that it always knows
+ * where its output stands; that is what makes a failed archive safe: on destroy it ends the bytes
+ * it hands out inside an entry (cutting a body short, or adding a header whose body never comes),
+ * never at an entry boundary, so GNU tar, Python's tarfile and friends report a truncated
+ * archive even if the consumer ignores the stream error. Then the stream errors.
  */
 import { Readable } from 'node:stream';
-import tarStream from 'tar-stream';
 import { OjsError, abortedError } from '../spec/errors.js';
+import { BLOCK_SIZE, encodeHeaders, padding } from './tar-header.js';
 import type { ArchiveWriter, EntryBody, EntryHeader } from './types.js';
 
-const OUTPUT_HIGH_WATER = 1 << 20; // bytes buffered between the tar packer and the consumer
+const OUTPUT_HIGH_WATER = 1 << 20; // bytes queued for the consumer before add() waits
+const FAIL_DRAIN_MS = 10_000; // how long a failed archive waits for its consumer to take the last bytes
+const FAIL_POLL_MS = 5; // how often it looks whether they were taken (_read is not called again)
 const EPOCH = new Date(0);
 const FILE_MODE = 0o644;
-
-type Sink = ReturnType<tarStream.Pack['entry']>;
+const END_OF_ARCHIVE = Buffer.alloc(2 * BLOCK_SIZE);
+const POISON_NAME = '__ojs-ml__/BATCH-FAILED-ARCHIVE-INCOMPLETE';
 
 export class TarWriter implements ArchiveWriter {
   readonly output: Readable;
-  private readonly pack: tarStream.Pack;
   private failure: Error | undefined;
+  private finalized = false;
+  private readonly waiters: (() => void)[] = [];
+  /** Body bytes still owed by the entry being written; 0 between entries. */
+  private owed = 0;
+  private owedPadding = 0;
 
   constructor() {
-    const pack = tarStream.pack({ highWaterMark: OUTPUT_HIGH_WATER } as never);
-    this.pack = pack;
     this.output = new Readable({
       highWaterMark: OUTPUT_HIGH_WATER,
-      read: () => pack.resume(),
+      read: () => this.wakeAll(),
       destroy: (err, cb) => {
-        this.fail(err ?? new OjsError('Aborted', 'archive output closed before the end'));
+        if (this.failure === undefined) this.failure = err ?? new OjsError('Aborted', 'archive output closed before the end');
+        this.wakeAll();
         cb(err);
       },
     });
-    pack.on('data', (chunk: unknown) => {
-      if (!this.output.push(chunk as Buffer)) pack.pause();
-    });
-    pack.on('end', () => this.output.push(null));
-    pack.on('error', (e: Error) => this.fail(e));
   }
 
   async add(h: EntryHeader, body: EntryBody, signal: AbortSignal): Promise<void> {
     this.check(signal);
-    const header = { name: h.name, size: h.size, mtime: h.mtime ?? EPOCH, mode: h.mode ?? FILE_MODE, type: 'file' as const };
-    let sink!: Sink;
-    const done = new Promise<void>((resolve, reject) => {
-      sink = this.pack.entry(header, (err) => (err ? reject(this.failure ?? err) : resolve()));
-    });
-    done.catch(() => undefined); // observed below; a failure before that point must not go unhandled
-    let written = 0;
+    if (this.finalized) throw new OjsError('Internal', 'archive already finalized');
+    if (!Number.isSafeInteger(h.size) || h.size < 0) throw new OjsError('Internal', `archive entry '${h.name}': bad size ${h.size}`);
+    await this.put(encodeHeaders({ name: h.name, size: h.size, mtime: h.mtime ?? EPOCH, mode: h.mode ?? FILE_MODE }), signal);
+    this.owed = h.size;
+    this.owedPadding = padding(h.size);
     try {
       for await (const chunk of body as AsyncIterable<Buffer>) {
-        written += chunk.length;
-        if (written > h.size) throw sizeMismatch(h, `more than ${h.size} bytes`);
-        if (!sink.write(chunk)) await drained(sink, signal);
-        this.check(signal);
+        if (chunk.length > this.owed) throw sizeMismatch(h, `more than ${h.size} bytes`);
+        this.owed -= chunk.length;
+        await this.put(chunk, signal);
       }
-      if (written !== h.size) throw sizeMismatch(h, `${written} bytes`);
-      sink.end(undefined as never);
-      await done;
+      if (this.owed !== 0) throw sizeMismatch(h, `${h.size - this.owed} bytes`);
+      if (this.owedPadding > 0) await this.put(Buffer.alloc(this.owedPadding), signal);
+      this.owedPadding = 0;
     } catch (e) {
       const err = signal.aborted ? abortedError(signal) : (e as Error);
       this.destroy(err);
@@ -65,23 +64,57 @@ export class TarWriter implements ArchiveWriter {
 
   async finalize(): Promise<void> {
     this.check();
-    const ended = new Promise<void>((resolve, reject) => {
-      this.pack.once('end', resolve);
-      this.pack.once('close', () => (this.failure ? reject(this.failure) : resolve()));
-    });
-    this.pack.finalize();
-    await ended;
+    this.finalized = true;
+    this.output.push(END_OF_ARCHIVE);
+    this.output.push(null);
   }
 
   destroy(err: Error): void {
-    this.fail(err);
+    if (this.failure !== undefined || this.output.destroyed) return;
+    this.failure = err;
+    this.wakeAll();
+    if (this.finalized) return;
+    this.output.push(this.poison());
+    if (this.output.readableLength === 0) {
+      this.output.destroy(err);
+      return;
+    }
+    // Let the consumer take what it was promised, then error.
+    const deadline = Date.now() + FAIL_DRAIN_MS;
+    const poll = setInterval(() => {
+      if (this.output.readableLength === 0 || Date.now() > deadline || this.output.destroyed) {
+        clearInterval(poll);
+        this.output.destroy(err);
+      }
+    }, FAIL_POLL_MS);
+    poll.unref();
   }
 
-  private fail(err: Error): void {
-    if (this.failure !== undefined) return;
-    this.failure = err;
-    this.pack.destroy(err);
-    if (!this.output.destroyed) this.output.destroy(err);
+  /** Bytes that leave the archive inside an entry, so that no reader can take it for complete. */
+  private poison(): Buffer {
+    if (this.owed > 0) return Buffer.alloc(0); // a body is already cut short
+    const parts: Buffer[] = [Buffer.alloc(this.owedPadding)];
+    parts.push(encodeHeaders({ name: POISON_NAME, size: BLOCK_SIZE, mtime: EPOCH, mode: FILE_MODE }));
+    this.owedPadding = 0;
+    return Buffer.concat(parts);
+  }
+
+  private async put(chunk: Buffer, signal: AbortSignal): Promise<void> {
+    this.check(signal);
+    if (this.output.push(chunk)) return;
+    await new Promise<void>((resolve) => {
+      const onAbort = () => resolve();
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.waiters.push(() => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      });
+    });
+    this.check(signal);
+  }
+
+  private wakeAll(): void {
+    for (const w of this.waiters.splice(0)) w();
   }
 
   private check(signal?: AbortSignal): void {
@@ -92,21 +125,4 @@ export class TarWriter implements ArchiveWriter {
 
 function sizeMismatch(h: EntryHeader, got: string): OjsError {
   return new OjsError('SizeMismatch', `archive entry '${h.name}': expected ${h.size} bytes, got ${got}`);
-}
-
-/** Waits for a streamx writable to drain, or fails if it closes or the signal fires first. */
-function drained(sink: Sink, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const cleanup = () => {
-      sink.off('drain', onDrain);
-      sink.off('close', onClose);
-      signal.removeEventListener('abort', onAbort);
-    };
-    const onDrain = () => { cleanup(); resolve(); };
-    const onClose = () => { cleanup(); reject(new OjsError('Aborted', 'archive entry closed before its body was written')); };
-    const onAbort = () => { cleanup(); reject(abortedError(signal)); };
-    sink.on('drain', onDrain);
-    sink.on('close', onClose);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }

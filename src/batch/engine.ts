@@ -3,14 +3,19 @@
  *
  * Entries are opened ahead of the writer, at most WINDOW_ENTRIES at a time, and their bytes are
  * read into per-entry queues while the bytes held stay under WINDOW_BYTES; a body that would go
- * over is paused until the writer catches up. The entry being written (the head) is never paused,
- * so the window can never deadlock. The archive gets entries strictly in request order.
+ * over is paused until the writer catches up. The entry being written (the head) is resumed
+ * whenever the writer has taken all it holds, so the window can never deadlock. The archive gets entries strictly in request order.
+ *
+ * Memory: at most WINDOW_BYTES of read-ahead, plus one chunk for each body flowing when the window
+ * fills, plus what each open body buffers on its own (its highWaterMark), plus the archive
+ * writer's output buffer; all bounded by the two windows, never by the batch size.
  *
  * Failures: an entry that fails before any of its bytes went into the archive becomes a
  * `__404__/` placeholder under `coer` (if its error kind is one a missing item can have);
  * anything else destroys the archive, so a consumer never sees a shorter archive that looks whole.
  */
 import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import type { Readable } from 'node:stream';
 import { createArchiveWriter, type ArchiveWriter, type EntryBody } from '../archive/index.js';
 import { OjsError, abortedError, toOjsError, type ErrorKind } from '../spec/errors.js';
@@ -132,6 +137,8 @@ class Runner {
   ) {
     this.windowEntries = Math.max(1, opts.windowEntries ?? WINDOW_ENTRIES);
     this.windowBytes = Math.max(1, opts.windowBytes ?? WINDOW_BYTES);
+    // Every open entry listens on the batch's signal (a source may add a few listeners each).
+    setMaxListeners(this.windowEntries * 4 + 32, this.ac.signal);
     this.slots = req.entries.map((entry) => ({ entry, started: false, chunks: [], ended: false, paused: false }));
     this.progress = { total: req.entries.length, done: 0, missing: 0, bytes: 0, maxBufferedBytes: 0 };
     if (outer !== undefined) {
@@ -203,15 +210,23 @@ class Runner {
   private attach(slot: Slot, opened: OpenedObject): void {
     slot.opened = opened;
     const body = opened.body;
+    body.once('error', (e) => this.failSlot(slot, e));
     if (this.ac.signal.aborted) {
       body.destroy();
       return;
+    }
+    // Over budget, a body that is not the head waits paused (and so unread) until bytes free up.
+    if (this.buffered >= this.windowBytes && slot !== this.slots[this.head]) {
+      slot.paused = true;
+      body.pause();
     }
     body.on('data', (chunk: Buffer) => {
       slot.chunks.push(chunk);
       this.buffered += chunk.length;
       if (this.buffered > this.progress.maxBufferedBytes) this.progress.maxBufferedBytes = this.buffered;
-      if (this.buffered > this.windowBytes && slot !== this.slots[this.head]) {
+      // The head pauses too (a slow consumer must not make it buffer its whole body); drain()
+      // resumes it whenever its queue runs dry, so it always makes progress.
+      if (this.buffered > this.windowBytes) {
         slot.paused = true;
         body.pause();
       }
@@ -220,8 +235,8 @@ class Runner {
     body.once('end', () => {
       slot.ended = true;
       this.notify(slot);
+      this.refill();
     });
-    body.once('error', (e) => this.failSlot(slot, e));
     this.notify(slot);
   }
 
@@ -250,13 +265,24 @@ class Runner {
     slot.opened?.body.resume();
   }
 
-  /** Returns bytes to the window; paused bodies and unopened entries may go on. */
+  /** Returns bytes to the window. */
   private release(n: number): void {
     this.buffered -= n;
+    this.refill();
+  }
+
+  /**
+   * Under budget, lets the first paused body go on (one at a time: each flowing body can land a
+   * chunk before it is paused again) and opens more entries.
+   */
+  private refill(): void {
     if (this.buffered >= this.windowBytes) return;
-    for (let i = this.head; i < this.next && this.buffered < this.windowBytes; i++) {
+    for (let i = this.head; i < this.next; i++) {
       const s = this.slots[i]!;
-      if (s.paused) this.resume(s);
+      if (s.paused) {
+        this.resume(s);
+        break;
+      }
     }
     this.pump();
   }
@@ -311,6 +337,7 @@ class Runner {
       if (slot.error !== undefined) throw slot.error;
       if (slot.ended) return;
       if (this.ac.signal.aborted) throw abortedError(this.ac.signal);
+      if (slot.paused) this.resume(slot);
       await this.settled(slot, (s) => s.chunks.length > 0 || s.ended || s.error !== undefined);
     }
   }

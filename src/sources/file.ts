@@ -12,7 +12,7 @@ import { resolveRange, type ResolvedRange } from '../spec/range.js';
 import { objectNameProblem } from '../spec/uri.js';
 import type { ListedObject, ObjectRef, ObjectSource, ObjectStat, OpenOptions, OpenedObject, SourceCapabilities } from './types.js';
 
-const READ_CHUNK = 1 << 20; // bytes per read(2); also the body's highWaterMark
+const READ_CHUNK = 256 << 10; // bytes per read(2) and the body's highWaterMark: what an open, paused file holds
 
 export const scheme = 'file';
 
@@ -62,6 +62,7 @@ export class FileSource implements ObjectSource {
         throw new OjsError('Conflict', `file changed since it was first read (etag ${opts.ifMatch} -> ${etag})`, { context: ctx(ref) });
       }
       const range = resolveRange(opts.range, st.size, ctx(ref));
+      throwIfAborted(opts.signal);
       const body = addAbortSignal(opts.signal, new FileBody(fd, range, ref));
       return { length: range.length, range, size: st.size, etag, mtime: st.mtime, body };
     } catch (e) {
