@@ -56,30 +56,44 @@ function paxRecord(key: string, value: string): Buffer {
   return Buffer.from(`${len}${body}`, 'utf8');
 }
 
-function ustar(h: TarHeaderFields, prefix: string): Buffer {
+/** The fields every header shares (mode 0644, uid/gid 0, ustar magic), filled in once. */
+const TEMPLATE = (() => {
   const b = Buffer.alloc(BLOCK);
+  octal(b, 100, 8, 0o644);
+  octal(b, 108, 8, 0);
+  octal(b, 116, 8, 0);
+  b.write('ustar\u000000', 257, 8, 'binary');
+  octal(b, 329, 8, 0);
+  octal(b, 337, 8, 0);
+  return b;
+})();
+
+function ustar(h: TarHeaderFields, prefix: string): Buffer {
+  const b = Buffer.allocUnsafe(BLOCK);
+  TEMPLATE.copy(b);
   b.write(h.name, 0, 100, 'utf8');
-  octal(b, 100, 8, h.mode & 0o7777);
-  octal(b, 108, 8, 0); // uid
-  octal(b, 116, 8, 0); // gid
+  if ((h.mode & 0o7777) !== 0o644) octal(b, 100, 8, h.mode & 0o7777);
   if (h.size > MAX_OCTAL_SIZE) base256(b, 124, 12, h.size);
   else octal(b, 124, 12, h.size);
   octal(b, 136, 12, Math.max(0, Math.min(MAX_OCTAL_SIZE, Math.floor(h.mtime.getTime() / 1000))));
-  b.write('        ', 148, 8, 'ascii'); // checksum is computed with these as spaces
-  b.write(h.type ?? '0', 156, 1, 'ascii');
-  b.write('ustar\u000000', 257, 8, 'binary');
-  octal(b, 329, 8, 0); // devmajor
-  octal(b, 337, 8, 0); // devminor
+  b.write('        ', 148, 8, 'latin1'); // the checksum is computed with its own field as spaces
+  b[156] = (h.type ?? '0').charCodeAt(0);
   if (prefix !== '') b.write(prefix, 345, 155, 'utf8');
   let sum = 0;
   for (let i = 0; i < BLOCK; i++) sum += b[i]!;
-  b.write(`${sum.toString(8).padStart(6, '0')}\u0000 `, 148, 8, 'binary');
+  octal(b, 148, 7, sum);
+  b[155] = 0x20;
   return b;
 }
 
-/** Zero-padded octal, NUL-terminated, filling the field. */
+/** Zero-padded octal digits, then a NUL, filling the field. */
 function octal(b: Buffer, off: number, len: number, n: number): void {
-  b.write(`${n.toString(8).padStart(len - 1, '0')}\u0000`, off, len, 'ascii');
+  let v = n;
+  for (let i = off + len - 2; i >= off; i--) {
+    b[i] = 0x30 + (v % 8);
+    v = Math.floor(v / 8);
+  }
+  b[off + len - 1] = 0;
 }
 
 function base256(b: Buffer, off: number, len: number, n: number): void {

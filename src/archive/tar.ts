@@ -11,6 +11,8 @@ import { BLOCK_SIZE, encodeHeaders, padding } from './tar-header.js';
 import type { ArchiveWriter, EntryBody, EntryHeader } from './types.js';
 
 const OUTPUT_HIGH_WATER = 1 << 20; // bytes queued for the consumer before add() waits
+const COALESCE_BELOW = 64 << 10; // chunks smaller than this are copied into one output chunk...
+const COALESCE_TARGET = 256 << 10; // ...of about this size: one consumer write per many small entries
 const FAIL_DRAIN_MS = 10_000; // how long a failed archive waits for its consumer to take the last bytes
 const FAIL_POLL_MS = 5; // how often it looks whether they were taken (_read is not called again)
 const EPOCH = new Date(0);
@@ -26,6 +28,9 @@ export class TarWriter implements ArchiveWriter {
   /** Body bytes still owed by the entry being written; 0 between entries. */
   private owed = 0;
   private owedPadding = 0;
+  private staged: Buffer[] = [];
+  private stagedBytes = 0;
+  private flushTimer: NodeJS.Immediate | undefined;
 
   constructor() {
     this.output = new Readable({
@@ -55,6 +60,14 @@ export class TarWriter implements ArchiveWriter {
       if (this.owed !== 0) throw sizeMismatch(h, `${h.size - this.owed} bytes`);
       if (this.owedPadding > 0) await this.put(Buffer.alloc(this.owedPadding), signal);
       this.owedPadding = 0;
+      // Small entries that are ready back to back share output chunks; one that is not ready
+      // must not hold the previous ones back from a streaming consumer.
+      if (this.stagedBytes > 0 && this.flushTimer === undefined) {
+        this.flushTimer = setImmediate(() => {
+          this.flushTimer = undefined;
+          this.flushStaged();
+        });
+      }
     } catch (e) {
       const err = signal.aborted ? abortedError(signal) : (e as Error);
       this.destroy(err);
@@ -65,6 +78,7 @@ export class TarWriter implements ArchiveWriter {
   async finalize(): Promise<void> {
     this.check();
     this.finalized = true;
+    this.flushStaged();
     this.output.push(END_OF_ARCHIVE);
     this.output.push(null);
   }
@@ -74,6 +88,7 @@ export class TarWriter implements ArchiveWriter {
     this.failure = err;
     this.wakeAll();
     if (this.finalized) return;
+    this.flushStaged();
     this.output.push(this.poison());
     if (this.output.readableLength === 0) {
       this.output.destroy(err);
@@ -99,8 +114,26 @@ export class TarWriter implements ArchiveWriter {
     return Buffer.concat(parts);
   }
 
+  private flushStaged(): void {
+    if (this.stagedBytes === 0) return;
+    const chunk = this.staged.length === 1 ? this.staged[0]! : Buffer.concat(this.staged, this.stagedBytes);
+    this.staged = [];
+    this.stagedBytes = 0;
+    this.output.push(chunk);
+  }
+
   private async put(chunk: Buffer, signal: AbortSignal): Promise<void> {
     this.check(signal);
+    if (chunk.length < COALESCE_BELOW) {
+      this.staged.push(chunk);
+      this.stagedBytes += chunk.length;
+      if (this.stagedBytes < COALESCE_TARGET) return;
+      chunk = Buffer.concat(this.staged, this.stagedBytes);
+      this.staged = [];
+      this.stagedBytes = 0;
+    } else {
+      this.flushStaged();
+    }
     if (this.output.push(chunk)) return;
     await new Promise<void>((resolve) => {
       const onAbort = () => resolve();

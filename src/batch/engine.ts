@@ -174,7 +174,7 @@ class Runner {
       const err = signal.aborted ? abortedError(signal) : toOjsError(e);
       if (!signal.aborted) this.ac.abort(err);
       this.writer.destroy(err);
-      for (const s of this.slots) s.opened?.body.destroy();
+      for (const s of this.slots) if (s.opened !== undefined && s.opened.bytes === undefined) s.opened.body.destroy();
       throw err;
     }
   }
@@ -209,6 +209,15 @@ class Runner {
 
   private attach(slot: Slot, opened: OpenedObject): void {
     slot.opened = opened;
+    if (opened.bytes !== undefined) {
+      // Already in memory: no stream to drive.
+      if (opened.bytes.length > 0) slot.chunks.push(opened.bytes);
+      this.buffered += opened.bytes.length;
+      if (this.buffered > this.progress.maxBufferedBytes) this.progress.maxBufferedBytes = this.buffered;
+      slot.ended = true;
+      this.notify(slot);
+      return;
+    }
     const body = opened.body;
     body.once('error', (e) => this.failSlot(slot, e));
     if (this.ac.signal.aborted) {

@@ -6,13 +6,16 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Readable, addAbortSignal } from 'node:stream';
-import { OjsError, throwIfAborted, type ErrorContext } from '../spec/errors.js';
+import { Readable } from 'node:stream';
+import { OjsError, abortedError, throwIfAborted, type ErrorContext } from '../spec/errors.js';
 import { resolveRange, type ResolvedRange } from '../spec/range.js';
 import { objectNameProblem } from '../spec/uri.js';
 import type { ListedObject, ObjectRef, ObjectSource, ObjectStat, OpenOptions, OpenedObject, SourceCapabilities } from './types.js';
 
 const READ_CHUNK = 256 << 10; // bytes per read(2) and the body's highWaterMark: what an open, paused file holds
+const SYNC_READ_MAX = 256 << 10; // bodies up to this size are read at open, synchronously (see below)
+const DIR_CACHE_TTL_MS = 1000; // how long a directory's resolved real path is trusted
+const DIR_CACHE_MAX = 10_000; // directories remembered before the cache starts over
 
 export const scheme = 'file';
 
@@ -21,6 +24,12 @@ export interface FileSourceOptions {
   roots: Record<string, string>;
   /** Serve bucket '' as the whole file system (absolute `file:///` URIs). Never on a server. */
   allowAbsolute?: boolean;
+  /**
+   * Open, stat and read small bodies (up to 256 KiB) with synchronous calls, as GNU tar and
+   * nginx do: from the page cache that costs ~20 us a file against ~50 us through the thread
+   * pool. Turn it off for file systems where an open can block for long (NFS, FUSE). Default on.
+   */
+  syncIo?: boolean;
 }
 
 export class FileSource implements ObjectSource {
@@ -28,8 +37,11 @@ export class FileSource implements ObjectSource {
   readonly capabilities: SourceCapabilities = { ranges: true, list: true, conditionalRead: true };
   private readonly roots = new Map<string, string>();
   private readonly realRoots = new Map<string, Promise<string>>();
+  private readonly realDirs = new Map<string, { real: Promise<string>; at: number }>();
+  private readonly syncIo: boolean;
 
   constructor(opts: FileSourceOptions) {
+    this.syncIo = opts.syncIo ?? true;
     for (const [name, dir] of Object.entries(opts.roots)) {
       if (name === '' || name.includes('/')) throw new OjsError('BadSpec', `root name '${name}' must be non-empty and hold no '/'`);
       this.roots.set(name, path.resolve(dir));
@@ -51,11 +63,9 @@ export class FileSource implements ObjectSource {
 
   async open(ref: ObjectRef, opts: OpenOptions): Promise<OpenedObject> {
     throwIfAborted(opts.signal);
-    const file = await this.resolve(ref);
-    const fd = await openFd(file, ref);
+    let fd = await this.openInside(ref);
     try {
-      throwIfAborted(opts.signal);
-      const st = await new Promise<fs.Stats>((res, rej) => fs.fstat(fd, (e, s) => (e ? rej(fsError(e, ref)) : res(s))));
+      const st = this.syncIo ? fstatSync(fd, ref) : await fstatAsync(fd, ref);
       if (!st.isFile()) throw notRegular(ref, st);
       const etag = etagOf(st);
       if (opts.ifMatch !== undefined && opts.ifMatch !== etag) {
@@ -63,10 +73,16 @@ export class FileSource implements ObjectSource {
       }
       const range = resolveRange(opts.range, st.size, ctx(ref));
       throwIfAborted(opts.signal);
-      const body = addAbortSignal(opts.signal, new FileBody(fd, range, ref));
-      return { length: range.length, range, size: st.size, etag, mtime: st.mtime, body };
+      if (this.syncIo && range.length <= SYNC_READ_MAX) {
+        const bytes = readAllSync(fd, range, ref);
+        const done = fd;
+        fd = -1;
+        fs.closeSync(done);
+        return new InMemoryObject(range, st, etag, bytes);
+      }
+      return { length: range.length, range, size: st.size, etag, mtime: st.mtime, body: new FileBody(fd, range, ref, opts.signal) };
     } catch (e) {
-      fs.close(fd, () => undefined);
+      if (fd >= 0) fs.close(fd, () => undefined);
       throw e;
     }
   }
@@ -139,11 +155,52 @@ export class FileSource implements ObjectSource {
 
   /** The real path of a key, refusing anything that resolves outside its root. */
   private async resolve(ref: ObjectRef): Promise<string> {
-    const problem = objectNameProblem(ref.key);
-    if (problem !== undefined) throw new OjsError('Forbidden', `object name '${ref.key}' ${problem}`, { context: ctx(ref) });
+    checkKey(ref);
     const root = await this.realRoot(ref.bucket);
     const real = await fs.promises.realpath(path.join(root, ref.key)).catch((e: unknown) => { throw fsError(e, ref); });
     if (!inside(root, real)) throw new OjsError('Forbidden', `'${ref.key}' resolves outside its root (symlink)`, { context: ctx(ref) });
+    return real;
+  }
+
+  /**
+   * Opens a key as a descriptor, never outside its root. The directory part is resolved through
+   * symlinks (and remembered briefly); the last component is opened with O_NOFOLLOW, and only
+   * when it is a symlink is the whole path resolved.
+   */
+  private async openInside(ref: ObjectRef): Promise<number> {
+    checkKey(ref);
+    const slash = ref.key.lastIndexOf('/');
+    const dir = await this.realDir(ref, slash < 0 ? '' : ref.key.slice(0, slash));
+    const file = path.join(dir, ref.key.slice(slash + 1));
+    try {
+      return await openFd(file, ref, this.syncIo);
+    } catch (e) {
+      const code = (e as OjsError).cause === undefined ? undefined : ((e as OjsError).cause as NodeJS.ErrnoException).code;
+      if (code !== 'ELOOP') throw e;
+    }
+    return openFd(await this.resolve(ref), ref, this.syncIo);
+  }
+
+  private async realDir(ref: ObjectRef, dirKey: string): Promise<string> {
+    const root = await this.realRoot(ref.bucket);
+    if (dirKey === '') return root;
+    const cacheKey = `${ref.bucket}\0${dirKey}`;
+    const now = Date.now();
+    const hit = this.realDirs.get(cacheKey);
+    if (hit !== undefined && now - hit.at < DIR_CACHE_TTL_MS) return hit.real;
+    // The promise is what is cached, so that concurrent opens in one directory resolve it once.
+    const real = fs.promises.realpath(path.join(root, dirKey)).then(
+      (r) => {
+        if (inside(root, r)) return r;
+        throw new OjsError('Forbidden', `'${dirKey}' resolves outside its root (symlink)`, { context: { provider: 'file', bucket: ref.bucket, key: dirKey } });
+      },
+      (e: unknown) => {
+        this.realDirs.delete(cacheKey);
+        throw fsError(e, { bucket: ref.bucket, key: dirKey });
+      },
+    );
+    if (this.realDirs.size >= DIR_CACHE_MAX) this.realDirs.clear();
+    this.realDirs.set(cacheKey, { real, at: now });
     return real;
   }
 }
@@ -153,10 +210,14 @@ class FileBody extends Readable {
   private pos: number;
   private remaining: number;
 
-  constructor(private readonly fd: number, range: ResolvedRange, private readonly ref: ObjectRef) {
+  private readonly onAbort: () => void;
+
+  constructor(private readonly fd: number, range: ResolvedRange, private readonly ref: ObjectRef, private readonly signal: AbortSignal) {
     super({ highWaterMark: READ_CHUNK });
     this.pos = range.offset;
     this.remaining = range.length;
+    this.onAbort = () => this.destroy(abortedError(signal));
+    signal.addEventListener('abort', this.onAbort, { once: true });
   }
 
   override _read(): void {
@@ -180,14 +241,79 @@ class FileBody extends Readable {
   }
 
   override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
+    this.signal.removeEventListener('abort', this.onAbort);
     fs.close(this.fd, (closeErr) => cb(err ?? closeErr));
   }
 }
 
-function openFd(file: string, ref: ObjectRef): Promise<number> {
-  return new Promise((res, rej) =>
-    fs.open(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW, (e, fd) => (e ? rej(fsError(e, ref)) : res(fd))),
-  );
+/** A body read at open; the stream is only made for consumers that ask for one. */
+class InMemoryObject implements OpenedObject {
+  readonly length: number;
+  readonly size: number;
+  readonly mtime: Date;
+
+  constructor(readonly range: ResolvedRange, st: fs.Stats, readonly etag: string, readonly bytes: Buffer) {
+    this.length = range.length;
+    this.size = st.size;
+    this.mtime = st.mtime;
+  }
+
+  get body(): Readable {
+    const bytes = this.bytes;
+    return new Readable({
+      read() {
+        if (bytes.length > 0) this.push(bytes);
+        this.push(null);
+      },
+    });
+  }
+}
+
+const OPEN_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW;
+
+function openFd(file: string, ref: ObjectRef, sync: boolean): Promise<number> {
+  if (sync) {
+    try {
+      return Promise.resolve(fs.openSync(file, OPEN_FLAGS));
+    } catch (e) {
+      return Promise.reject(fsError(e, ref));
+    }
+  }
+  return new Promise((res, rej) => fs.open(file, OPEN_FLAGS, (e, fd) => (e ? rej(fsError(e, ref)) : res(fd))));
+}
+
+function fstatSync(fd: number, ref: ObjectRef): fs.Stats {
+  try {
+    return fs.fstatSync(fd);
+  } catch (e) {
+    throw fsError(e, ref);
+  }
+}
+
+function fstatAsync(fd: number, ref: ObjectRef): Promise<fs.Stats> {
+  return new Promise((res, rej) => fs.fstat(fd, (e, s) => (e ? rej(fsError(e, ref)) : res(s))));
+}
+
+/** Reads exactly range.length bytes, or fails if the file is shorter than its stat said. */
+function readAllSync(fd: number, range: ResolvedRange, ref: ObjectRef): Buffer {
+  const buf = Buffer.allocUnsafe(range.length);
+  let got = 0;
+  while (got < range.length) {
+    let n: number;
+    try {
+      n = fs.readSync(fd, buf, got, range.length - got, range.offset + got);
+    } catch (e) {
+      throw fsError(e, ref);
+    }
+    if (n === 0) throw new OjsError('SizeMismatch', `file ended ${range.length - got} bytes early (truncated while being read?)`, { context: ctx(ref) });
+    got += n;
+  }
+  return buf;
+}
+
+function checkKey(ref: ObjectRef): void {
+  const problem = objectNameProblem(ref.key);
+  if (problem !== undefined) throw new OjsError('Forbidden', `object name '${ref.key}' ${problem}`, { context: ctx(ref) });
 }
 
 function inside(root: string, p: string): boolean {

@@ -56,6 +56,11 @@ export interface OpenedObject {
   etag?: string;
   mtime?: Date;
   body: Readable;
+  /**
+   * The same bytes `body` would deliver, when the source already holds all of them in memory
+   * (small local reads). A consumer that takes these never touches `body`.
+   */
+  bytes?: Buffer;
 }
 
 export interface ListedObject {

@@ -129,7 +129,9 @@ export const MOSS_REQUEST_SCHEMA = {
   },
 } as const;
 
-const validateShape = new Ajv({ allErrors: false, strict: true }).compile<MossReq>(MOSS_REQUEST_SCHEMA);
+// The schema is ours and fixed, so ajv need not compile the meta-schema to check it at start-up
+// (a third of the CLI's start time); the unit tests compile it with checking on.
+const validateShape = new Ajv({ allErrors: false, strict: true, validateSchema: false }).compile<MossReq>(MOSS_REQUEST_SCHEMA);
 
 /** `in/3/start` -> `in[3].start` */
 function fieldPath(instancePath: string): string {

@@ -51,11 +51,12 @@ export function objectNameProblem(name: string): string | undefined {
   if (name.endsWith('/')) return 'must not end with "/"';
   if (name.startsWith('~/')) return 'must not start with "~/"';
   if (name.includes('\0')) return 'must not contain a NUL byte';
-  for (const part of name.split('/')) {
-    if (part === '.' || part === '..') return `must not contain a "${part}" path component`;
-  }
+  const dots = DOT_COMPONENT.exec(name);
+  if (dots !== null) return `must not contain a "${dots[1]}" path component`;
   return undefined;
 }
+
+const DOT_COMPONENT = /(?:^|\/)(\.\.?)(?:\/|$)/;
 
 const SCHEME_RE = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//;
 
