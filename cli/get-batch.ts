@@ -95,7 +95,7 @@ async function getBatch(src: string | undefined, dst: string, opts: GetBatchOpti
     const dest = await openDestination(dst, { overwrite: opts.yes === true, interactive });
     const started = Date.now();
     const run = runBatch(req, registry, intr.signal);
-    const progress = showProgress(run.progress, !opts.nv && process.stderr.isTTY === true);
+    const progress = await showProgress(run.progress, !opts.nv && process.stderr.isTTY === true);
     try {
       await Promise.all([dest.write(run.stream, intr.signal), run.result]);
     } finally {
@@ -172,7 +172,7 @@ async function buildRequest(base: SrcBase | undefined, opts: GetBatchOptions, re
 
   switch (source) {
     case 'spec': {
-      const parsed = parseSpecText(await readSpec(opts.spec!), opts.spec === '-' ? 'spec (stdin)' : opts.spec!);
+      const parsed = await parseSpecText(await readSpec(opts.spec!), opts.spec === '-' ? 'spec (stdin)' : opts.spec!);
       if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
         throw usage(`${opts.spec}: a spec is an object with an "in" list of entries`);
       }

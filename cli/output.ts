@@ -44,6 +44,8 @@ function stdoutDestination(): Destination {
   return {
     label: 'stdout',
     async write(archive, signal) {
+      // Not a file stream on fd 1: once process.stdout exists, a pipe on fd 1 is non-blocking and
+      // fs writes to it fail with EAGAIN.
       await pipeline(archive, process.stdout, { signal, end: false });
     },
   };

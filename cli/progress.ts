@@ -2,7 +2,6 @@
  * A progress line on stderr while a batch runs: entries, bytes, rate. Shown only when stderr is
  * a terminal and the user did not ask for quiet (--nv); cli-progress draws it.
  */
-import cliProgress from 'cli-progress';
 import type { BatchProgress } from '../src/batch/engine.js';
 
 const REDRAW_MS = 200; // how often the line is redrawn
@@ -22,8 +21,9 @@ export interface ProgressDisplay {
   stop(): void;
 }
 
-export function showProgress(progress: Readonly<BatchProgress>, enabled: boolean): ProgressDisplay {
+export async function showProgress(progress: Readonly<BatchProgress>, enabled: boolean): Promise<ProgressDisplay> {
   if (!enabled) return { stop: () => undefined };
+  const { default: cliProgress } = await import('cli-progress');
   const started = Date.now();
   const bar = new cliProgress.SingleBar(
     {

@@ -24,7 +24,7 @@ import type { Provider } from '../spec/uri.js';
 import type { ObjectSource, OpenedObject } from '../sources/types.js';
 
 const WINDOW_ENTRIES = 64; // entries opened ahead of the writer (upstream requests in flight)
-const WINDOW_BYTES = 64 << 20; // bytes read ahead and held in memory, across all entries
+const WINDOW_BYTES = 16 << 20; // bytes read ahead and held in memory, across entries (V8 adds ~64 MiB of not-yet-collected buffers on top)
 
 /** Error kinds that mean "this item cannot be had" and so may become a placeholder under coer. */
 const SOFT_KINDS: ReadonlySet<ErrorKind> = new Set<ErrorKind>([
