@@ -67,9 +67,8 @@ export class FileSource implements ObjectSource {
     try {
       const st = this.syncIo ? fstatSync(fd, ref) : await fstatAsync(fd, ref);
       if (!st.isFile()) throw notRegular(ref, st);
-      const etag = etagOf(st);
-      if (opts.ifMatch !== undefined && opts.ifMatch !== etag) {
-        throw new OjsError('Conflict', `file changed since it was first read (etag ${opts.ifMatch} -> ${etag})`, { context: ctx(ref) });
+      if (opts.ifMatch !== undefined && opts.ifMatch !== etagOf(st)) {
+        throw new OjsError('Conflict', `file changed since it was first read (etag ${opts.ifMatch} -> ${etagOf(st)})`, { context: ctx(ref) });
       }
       const range = resolveRange(opts.range, st.size, ctx(ref));
       throwIfAborted(opts.signal);
@@ -78,9 +77,9 @@ export class FileSource implements ObjectSource {
         const done = fd;
         fd = -1;
         fs.closeSync(done);
-        return new InMemoryObject(range, st, etag, bytes);
+        return new InMemoryObject(range, st, bytes);
       }
-      return { length: range.length, range, size: st.size, etag, mtime: st.mtime, body: new FileBody(fd, range, ref, opts.signal) };
+      return { length: range.length, range, size: st.size, etag: etagOf(st), mtime: st.mtime, body: new FileBody(fd, range, ref, opts.signal) };
     } catch (e) {
       if (fd >= 0) fs.close(fd, () => undefined);
       throw e;
@@ -252,10 +251,15 @@ class InMemoryObject implements OpenedObject {
   readonly size: number;
   readonly mtime: Date;
 
-  constructor(readonly range: ResolvedRange, st: fs.Stats, readonly etag: string, readonly bytes: Buffer) {
+  constructor(readonly range: ResolvedRange, private readonly st: fs.Stats, readonly bytes: Buffer) {
     this.length = range.length;
     this.size = st.size;
     this.mtime = st.mtime;
+  }
+
+  /** Computed on demand: most consumers of small files never look at it. */
+  get etag(): string {
+    return etagOf(this.st);
   }
 
   get body(): Readable {
