@@ -7,7 +7,7 @@
  * whenever the writer has taken all it holds, so the window can never deadlock. The archive gets entries strictly in request order.
  *
  * Memory: at most WINDOW_BYTES of read-ahead, plus one chunk for each body flowing when the window
- * fills, plus what each open body buffers on its own (its highWaterMark), plus the archive
+ * fills (at most READERS once it has filled), plus what each open body buffers on its own (its highWaterMark), plus the archive
  * writer's output buffer; all bounded by the two windows, never by the batch size.
  *
  * Failures: an entry that fails before any of its bytes went into the archive becomes a
@@ -24,6 +24,7 @@ import type { Provider } from '../spec/uri.js';
 import type { ObjectSource, OpenedObject } from '../sources/types.js';
 
 const WINDOW_ENTRIES = 64; // entries opened ahead of the writer (upstream requests in flight)
+const READERS = 4; // bodies resumed at once when the window frees up: enough to keep the thread pool (4) busy
 const WINDOW_BYTES = 16 << 20; // bytes read ahead and held in memory, across entries (V8 adds ~64 MiB of not-yet-collected buffers on top)
 
 /** Error kinds that mean "this item cannot be had" and so may become a placeholder under coer. */
@@ -281,17 +282,18 @@ class Runner {
   }
 
   /**
-   * Under budget, lets the first paused body go on (one at a time: each flowing body can land a
-   * chunk before it is paused again) and opens more entries.
+   * Under budget, lets paused bodies go on, first ones first, until READERS bodies flow (each
+   * can land a chunk over the budget before it pauses again, so not all at once), and opens
+   * more entries.
    */
   private refill(): void {
     if (this.buffered >= this.windowBytes) return;
-    for (let i = this.head; i < this.next; i++) {
+    let flowing = 0;
+    for (let i = this.head; i < this.next && flowing < READERS; i++) {
       const s = this.slots[i]!;
-      if (s.paused) {
-        this.resume(s);
-        break;
-      }
+      if (s.opened === undefined || s.ended || s.error !== undefined) continue;
+      if (s.paused) this.resume(s);
+      flowing++;
     }
     this.pump();
   }
