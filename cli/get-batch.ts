@@ -111,9 +111,9 @@ async function getBatch(src: string | undefined, dst: string, opts: GetBatchOpti
       const p = result.progress;
       const secs = (Date.now() - started) / 1000;
       const missing = p.missing > 0 ? `; ${p.missing} missing (as __404__/ entries)` : '';
-      const verb = dest.label === 'stdout' ? 'Streamed' : 'Created';
+      const what = dest.label === 'stdout' ? 'Streamed to stdout' : `Created ${dest.label}`;
       process.stderr.write(
-        `${verb} ${dest.label}: ${p.done} entries, ${formatBytes(p.bytes)} in ${secs.toFixed(2)} s (${formatBytes(Math.round(p.bytes / Math.max(secs, 0.001)))}/s)${missing}\n`,
+        `${what}: ${p.done} entries, ${formatBytes(p.bytes)} in ${secs.toFixed(2)} s (${formatBytes(Math.round(p.bytes / Math.max(secs, 0.001)))}/s)${missing}\n`,
       );
     }
     return EXIT_OK;

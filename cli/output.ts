@@ -9,7 +9,9 @@ import * as path from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { isatty } from 'node:tty';
 import { OjsError } from '../src/spec/errors.js';
+import { FdWriter } from './fd-writer.js';
 
 export interface Destination {
   /** What to print: the absolute path, or "stdout". */
@@ -40,13 +42,16 @@ export async function openDestination(dst: string, opts: DestinationOptions): Pr
 }
 
 function stdoutDestination(): Destination {
-  if (process.stdout.isTTY) throw usage('refusing to write an archive to a terminal; redirect stdout or give a file name');
+  if (isatty(1)) throw usage('refusing to write an archive to a terminal; redirect stdout or give a file name');
   return {
     label: 'stdout',
     async write(archive, signal) {
-      // Not a file stream on fd 1: once process.stdout exists, a pipe on fd 1 is non-blocking and
-      // fs writes to it fail with EAGAIN.
-      await pipeline(archive, process.stdout, { signal, end: false });
+      try {
+        await pipeline(archive, new FdWriter(1), { signal });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EPIPE') throw e;
+        throw new OjsError('Internal', 'stdout was closed before the archive was complete (broken pipe)', { code: 'ERR_OUTPUT_CLOSED', cause: e });
+      }
     },
   };
 }

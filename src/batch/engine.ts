@@ -75,7 +75,6 @@ export interface BatchRun {
 
 interface Slot {
   entry: BatchEntry;
-  started: boolean;
   opened?: OpenedObject;
   error?: OjsError;
   chunks: Buffer[];
@@ -128,6 +127,7 @@ class Runner {
   private next = 0;
   private head = 0;
   private readonly out: MossOut[] = [];
+  private detach = (): void => undefined;
 
   constructor(
     private readonly req: BatchRequest,
@@ -140,11 +140,14 @@ class Runner {
     this.windowBytes = Math.max(1, opts.windowBytes ?? WINDOW_BYTES);
     // Every open entry listens on the batch's signal (a source may add a few listeners each).
     setMaxListeners(this.windowEntries * 4 + 32, this.ac.signal);
-    this.slots = req.entries.map((entry) => ({ entry, started: false, chunks: [], ended: false, paused: false }));
+    this.slots = req.entries.map((entry) => ({ entry, chunks: [], ended: false, paused: false }));
     this.progress = { total: req.entries.length, done: 0, missing: 0, bytes: 0, maxBufferedBytes: 0 };
     if (outer !== undefined) {
-      if (outer.aborted) this.ac.abort(abortedError(outer));
-      else outer.addEventListener('abort', () => this.ac.abort(abortedError(outer)), { once: true });
+      // A caller's signal may outlive many batches (a server's): the listener goes with the batch.
+      const onAbort = () => this.ac.abort(abortedError(outer));
+      if (outer.aborted) onAbort();
+      else outer.addEventListener('abort', onAbort, { once: true });
+      this.detach = () => outer.removeEventListener('abort', onAbort);
     }
     // Whoever waits on a slot must wake up to see the abort.
     this.ac.signal.addEventListener('abort', () => this.slots.forEach((s) => this.notify(s)), { once: true });
@@ -170,8 +173,10 @@ class Runner {
         this.progress.done++;
       }
       await this.writer.finalize();
+      this.detach();
       return { uuid: randomUUID(), out: this.out, progress: { ...this.progress } };
     } catch (e) {
+      this.detach();
       const err = signal.aborted ? abortedError(signal) : toOjsError(e);
       if (!signal.aborted) this.ac.abort(err);
       this.writer.destroy(err);
@@ -192,7 +197,6 @@ class Runner {
   }
 
   private start(slot: Slot): void {
-    slot.started = true;
     const { entry } = slot;
     const signal = this.ac.signal;
     let source: ObjectSource;
