@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { gnuTarList, ojs, pythonTarMembers, run, sha256, tmpDir, writeTree } from '../helpers/tools.js';
+import { CLI, gnuTarList, ojs, pythonTarMembers, run, sha256, tmpDir, writeTree } from '../helpers/tools.js';
 
 let work: string;
 let data: string;
@@ -141,6 +141,13 @@ describe('ojs-ml get-batch', () => {
     const t = await run('tar', ['tf', '-'], { input: bad.stdout });
     expect(t.code).not.toBe(0);
     expect(t.stderr).toMatch(/Unexpected EOF/);
+  });
+
+  it('says so when the reader of stdout goes away before the end', async () => {
+    const names = Object.keys(files).filter((n) => n.startsWith('dir'));
+    const r = await run('bash', ['-c', `node ${JSON.stringify(CLI)} get-batch data --root data=${JSON.stringify(data)} --list ${names.join(',')} --nv - | head -c 1000 > /dev/null; echo "rc=\${PIPESTATUS[0]}" >&2`]);
+    expect(r.stderr).toMatch(/stdout was closed before the archive was complete.*\[ERR_OUTPUT_CLOSED\]/);
+    expect(r.stderr).toMatch(/rc=1/);
   });
 
   it('reads YAML specs, including AIStore spellings of the keys', async () => {
