@@ -13,6 +13,8 @@ import { objectNameProblem } from '../spec/uri.js';
 import type { ListedObject, ObjectRef, ObjectSource, ObjectStat, OpenOptions, OpenedObject, SourceCapabilities } from './types.js';
 
 const READ_CHUNK = 256 << 10; // bytes per read(2) and the body's highWaterMark: what an open, paused file holds
+const SLAB_SIZE = 1 << 20; // small bodies are carved from slabs of this size: one allocation for many files
+const SLAB_PIECE_MAX = 64 << 10; // bodies up to this size come from a slab
 const SYNC_READ_MAX = 256 << 10; // bodies up to this size are read at open, synchronously (see below)
 const DIR_CACHE_TTL_MS = 1000; // how long a directory's resolved real path is trusted
 const DIR_CACHE_MAX = 10_000; // directories remembered before the cache starts over
@@ -37,7 +39,7 @@ export class FileSource implements ObjectSource {
   readonly capabilities: SourceCapabilities = { ranges: true, list: true, conditionalRead: true };
   private readonly roots = new Map<string, string>();
   private readonly realRoots = new Map<string, Promise<string>>();
-  private readonly realDirs = new Map<string, { real: Promise<string>; at: number }>();
+  private readonly realDirs = new Map<string, { real: Promise<string>; resolved?: string; at: number }>();
   private readonly syncIo: boolean;
 
   constructor(opts: FileSourceOptions) {
@@ -63,7 +65,7 @@ export class FileSource implements ObjectSource {
 
   async open(ref: ObjectRef, opts: OpenOptions): Promise<OpenedObject> {
     throwIfAborted(opts.signal);
-    let fd = await this.openInside(ref);
+    let fd = (this.syncIo ? this.openInsideSync(ref) : undefined) ?? (await this.openInside(ref));
     try {
       const st = this.syncIo ? fstatSync(fd, ref) : await fstatAsync(fd, ref);
       if (!st.isFile()) throw notRegular(ref, st);
@@ -180,17 +182,34 @@ export class FileSource implements ObjectSource {
     return openFd(await this.resolve(ref), ref, this.syncIo);
   }
 
+  /**
+   * The same as openInside without waiting, when the directory's real path is known already;
+   * undefined when it is not, or when the last component is a symlink.
+   */
+  private openInsideSync(ref: ObjectRef): number | undefined {
+    checkKey(ref);
+    const slash = ref.key.lastIndexOf('/');
+    const hit = this.realDirs.get(`${ref.bucket}\0${slash < 0 ? '' : ref.key.slice(0, slash)}`);
+    if (hit?.resolved === undefined || Date.now() - hit.at >= DIR_CACHE_TTL_MS) return undefined;
+    try {
+      return fs.openSync(path.join(hit.resolved, ref.key.slice(slash + 1)), OPEN_FLAGS);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ELOOP') return undefined;
+      throw fsError(e, ref);
+    }
+  }
+
   private async realDir(ref: ObjectRef, dirKey: string): Promise<string> {
-    const root = await this.realRoot(ref.bucket);
-    if (dirKey === '') return root;
     const cacheKey = `${ref.bucket}\0${dirKey}`;
     const now = Date.now();
     const hit = this.realDirs.get(cacheKey);
     if (hit !== undefined && now - hit.at < DIR_CACHE_TTL_MS) return hit.real;
+    const root = await this.realRoot(ref.bucket);
     // The promise is what is cached, so that concurrent opens in one directory resolve it once.
-    const real = fs.promises.realpath(path.join(root, dirKey)).then(
+    const entry: { real: Promise<string>; resolved?: string; at: number } = { real: Promise.resolve(root), at: now };
+    entry.real = (dirKey === '' ? Promise.resolve(root) : fs.promises.realpath(path.join(root, dirKey))).then(
       (r) => {
-        if (inside(root, r)) return r;
+        if (inside(root, r)) return (entry.resolved = r);
         throw new OjsError('Forbidden', `'${dirKey}' resolves outside its root (symlink)`, { context: { provider: 'file', bucket: ref.bucket, key: dirKey } });
       },
       (e: unknown) => {
@@ -199,8 +218,8 @@ export class FileSource implements ObjectSource {
       },
     );
     if (this.realDirs.size >= DIR_CACHE_MAX) this.realDirs.clear();
-    this.realDirs.set(cacheKey, { real, at: now });
-    return real;
+    this.realDirs.set(cacheKey, entry);
+    return entry.real;
   }
 }
 
@@ -298,9 +317,27 @@ function fstatAsync(fd: number, ref: ObjectRef): Promise<fs.Stats> {
   return new Promise((res, rej) => fs.fstat(fd, (e, s) => (e ? rej(fsError(e, ref)) : res(s))));
 }
 
+let slab = Buffer.allocUnsafe(0);
+let slabUsed = 0;
+
+/**
+ * Memory for a small body. Allocating each file's buffer on its own costs more than reading it;
+ * a slab is freed once every body carved from it is gone (bodies are short-lived).
+ */
+function bodyBuffer(n: number): Buffer {
+  if (n > SLAB_PIECE_MAX) return Buffer.allocUnsafe(n);
+  if (slabUsed + n > slab.length) {
+    slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+    slabUsed = 0;
+  }
+  const b = slab.subarray(slabUsed, slabUsed + n);
+  slabUsed += (n + 7) & ~7; // keep pieces 8-byte aligned
+  return b;
+}
+
 /** Reads exactly range.length bytes, or fails if the file is shorter than its stat said. */
 function readAllSync(fd: number, range: ResolvedRange, ref: ObjectRef): Buffer {
-  const buf = Buffer.allocUnsafe(range.length);
+  const buf = bodyBuffer(range.length);
   let got = 0;
   while (got < range.length) {
     let n: number;
