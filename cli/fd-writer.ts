@@ -7,6 +7,7 @@ import { Writable } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 
 const MAX_IN_FLIGHT = 8 << 20; // bytes handed to the worker and not yet written
+const DESTROY_GRACE_MS = 10_000; // how long a destroyed writer may take to write what it was given
 
 // Plain JS, run with eval: the worker needs nothing of ours. Once anything touches
 // process.stdout, Node makes a pipe on fd 1 non-blocking; O_NONBLOCK belongs to the open file
@@ -51,6 +52,7 @@ export class FdWriter extends Writable {
   private inFlight = 0;
   private waiting: ((err?: Error | null) => void) | undefined;
   private finishing: ((err?: Error | null) => void) | undefined;
+  private writeFailed = false;
 
   constructor(fd: number) {
     super({ highWaterMark: 1 << 20 });
@@ -75,11 +77,21 @@ export class FdWriter extends Writable {
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    void this.worker.terminate().then(() => cb(err), () => cb(err));
+    // Bytes already handed over are written first: a failed archive's last bytes are what make
+    // it invalid for its reader (see src/archive/fail.ts).
+    const stop = () => void this.worker.terminate().then(() => cb(err), () => cb(err));
+    if (this.inFlight === 0 || this.writeFailed) return stop();
+    const timer = setTimeout(stop, DESTROY_GRACE_MS);
+    this.finishing = () => {
+      clearTimeout(timer);
+      stop();
+    };
+    this.worker.postMessage(null);
   }
 
   private onReply(m: Reply): void {
     if (m.error !== undefined) {
+      this.writeFailed = true;
       const e = Object.assign(new Error(m.error), { code: m.code });
       const w = this.waiting ?? this.finishing;
       this.waiting = this.finishing = undefined;

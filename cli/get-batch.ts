@@ -24,6 +24,7 @@ interface GetBatchOptions {
   prefix?: string;
   root: Record<string, string>;
   format?: string;
+  level?: string;
   contOnErr?: boolean;
   maxSoftErrs?: string;
   omitSrcBck?: boolean;
@@ -38,13 +39,14 @@ export function getBatchCommand(): Command {
   return new Command('get-batch')
     .description('Fetch a batch of objects, byte ranges and files into ONE archive, in request order')
     .argument('[SRC]', 'default bucket for names that carry none: a --root NAME, a file:///dir, or NAME/object|template|prefix/')
-    .argument('[DST]', "output archive (.tar), or '-' for stdout (required)")
+    .argument('[DST]', "output archive (.tar, .tgz, .tar.gz, .zip, .tar.lz4), or '-' for stdout (required)")
     .addOption(new Option('-f, --spec <FILE>', "JSON or YAML request spec (AIStore GetBatch keys); '-' reads stdin"))
     .addOption(new Option('--list <NAMES>', 'comma-separated object names (or URIs)'))
     .addOption(new Option('--template <T>', "brace template of object names, e.g. 'shard-{000..099}.bin'"))
     .addOption(new Option('--prefix <P>', 'every object under prefix P of SRC, in name order'))
     .addOption(new Option('--root <NAME=DIR>', 'serve directory DIR as file bucket NAME (repeatable)').argParser(collectRoot).default({}, 'none'))
-    .addOption(new Option('--format <FMT>', "output format when DST does not say (stdout): .tar, .tgz, .zip, .tar.lz4"))
+    .addOption(new Option('--format <FMT>', "output format when DST does not say (stdout): .tar, .tgz (.tar.gz), .zip, .tar.lz4"))
+    .addOption(new Option('--level <N>', '.tgz: gzip level 1-9 (default 1); .zip: DEFLATE at this level instead of STORE'))
     .addOption(new Option('--cont-on-err', 'put missing items in the archive as empty __404__/<name> entries instead of failing'))
     .addOption(new Option('--max-soft-errs <N>', 'with --cont-on-err, fail once more than N items are missing (default: no limit)'))
     .addOption(new Option('--omit-src-bck', 'name entries <object> instead of <bucket>/<object>'))
@@ -94,7 +96,8 @@ async function getBatch(src: string | undefined, dst: string, opts: GetBatchOpti
     const interactive = Boolean(process.stdin.isTTY && process.stderr.isTTY);
     const dest = await openDestination(dst, { overwrite: opts.yes === true, interactive });
     const started = Date.now();
-    const run = runBatch(req, registry, intr.signal);
+    const level = opts.level === undefined ? undefined : parseLevel(opts.level);
+    const run = runBatch(req, registry, intr.signal, { archive: { level } });
     const progress = await showProgress(run.progress, !opts.nv && process.stderr.isTTY === true);
     try {
       await Promise.all([dest.write(run.stream, intr.signal), run.result]);
@@ -235,5 +238,11 @@ function chooseFormat(dst: string, flag: string | undefined, specMime: string | 
 function parseCount(v: string, flag: string): number {
   const n = Number(v);
   if (!Number.isSafeInteger(n) || n < 0) throw usage(`${flag} expects a non-negative integer, got '${v}'`);
+  return n;
+}
+
+function parseLevel(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 9) throw usage(`--level expects 1-9, got '${v}'`);
   return n;
 }

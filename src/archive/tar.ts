@@ -7,14 +7,13 @@
  */
 import { Readable } from 'node:stream';
 import { OjsError, abortedError } from '../spec/errors.js';
+import { failAfterDrain } from './fail.js';
 import { BLOCK_SIZE, encodeHeaders, padding } from './tar-header.js';
 import type { ArchiveWriter, EntryBody, EntryHeader } from './types.js';
 
 const OUTPUT_HIGH_WATER = 1 << 20; // bytes queued for the consumer before add() waits
 const COALESCE_BELOW = 64 << 10; // chunks smaller than this are copied into one output chunk...
 const COALESCE_TARGET = 256 << 10; // ...of about this size: one consumer write per many small entries
-const FAIL_DRAIN_MS = 10_000; // how long a failed archive waits for its consumer to take the last bytes
-const FAIL_POLL_MS = 5; // how often it looks whether they were taken (_read is not called again)
 const EPOCH = new Date(0);
 const FILE_MODE = 0o644;
 const END_OF_ARCHIVE = Buffer.alloc(2 * BLOCK_SIZE);
@@ -89,20 +88,7 @@ export class TarWriter implements ArchiveWriter {
     this.wakeAll();
     if (this.finalized) return;
     this.flushStaged();
-    this.output.push(this.poison());
-    if (this.output.readableLength === 0) {
-      this.output.destroy(err);
-      return;
-    }
-    // Let the consumer take what it was promised, then error.
-    const deadline = Date.now() + FAIL_DRAIN_MS;
-    const poll = setInterval(() => {
-      if (this.output.readableLength === 0 || Date.now() > deadline || this.output.destroyed) {
-        clearInterval(poll);
-        this.output.destroy(err);
-      }
-    }, FAIL_POLL_MS);
-    poll.unref();
+    failAfterDrain(this.output, this.poison(), err);
   }
 
   /** Bytes that leave the archive inside an entry, so that no reader can take it for complete. */

@@ -17,7 +17,7 @@
 import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import type { Readable } from 'node:stream';
-import { createArchiveWriter, type ArchiveWriter, type EntryBody } from '../archive/index.js';
+import { createArchiveWriter, type ArchiveOptions, type ArchiveWriter, type EntryBody } from '../archive/index.js';
 import { OjsError, abortedError, toOjsError, type ErrorKind } from '../spec/errors.js';
 import { missingName, outRow, type BatchEntry, type BatchRequest, type MossOut, type MossResp } from '../spec/request.js';
 import type { Provider } from '../spec/uri.js';
@@ -43,6 +43,8 @@ export interface SourceResolver {
 }
 
 export interface BatchOptions {
+  /** Compression level and such, for the output format. */
+  archive?: ArchiveOptions;
   /** Entries opened ahead of the writer. */
   windowEntries?: number;
   /** Bytes held in read-ahead queues, across entries. */
@@ -90,7 +92,7 @@ interface Slot {
  */
 export function runBatch(req: BatchRequest, sources: SourceResolver, signal?: AbortSignal, opts: BatchOptions = {}): BatchRun {
   preflight(req, sources);
-  const writer = createArchiveWriter(req.format);
+  const writer = createArchiveWriter(req.format, opts.archive);
   const run = new Runner(req, sources, writer, opts, signal);
   return { stream: writer.output, result: run.result, progress: run.progress };
 }

@@ -138,8 +138,6 @@ describe('engine', () => {
   });
 
   it('rejects, before any byte, what this build cannot do', () => {
-    const zip = parseBatchRequest({ mime: '.zip', in: [{ objname: 'a.bin' }] }, { bucket: 'r', provider: 'file' });
-    expect(() => runBatch(zip, sources)).toThrow(/not available yet/);
     const s3 = parseBatchRequest({ in: [{ uri: 's3://b/k' }] });
     expect(() => runBatch(s3, sources)).toThrow(expect.objectContaining({ kind: 'Unsupported', code: 'ERR_UNSUPPORTED_PROVIDER' }));
     const member = parseBatchRequest({ in: [{ objname: 'a.tar', archpath: 'x.wav' }] }, { bucket: 'r', provider: 'file' });
