@@ -6,6 +6,7 @@
  *             (GNU tar skips reading file contents when its archive is /dev/null)
  *   tar-1m    the same with 1,000 x 1 MiB
  *   engine    the same batches through runBatch in a fresh process, module loading excluded
+ *   tgz, lz4  TGZ / TAR.LZ4 of 256 x 1 MiB mixed files vs tar | gzip -1 / tar | lz4 -1 (issue 2)
  *   rss       peak RSS of a 4 GiB batch (a 256 MiB file 16 times) streamed to a sink
  * Page cache is warm: every case runs once untimed first. Results: bench/results/latest.json
  * (rows { name, ours, baseline, unit, ratio, ... }) and a markdown table on stdout.
@@ -22,8 +23,8 @@ const CLI = path.join(REPO, 'dist/cli/main.js');
 const CHILD = path.join(REPO, 'dist/bench/engine-child.js');
 const RESULTS = path.join(REPO, 'bench/results');
 
-const FULL = { small: 10_000, big: 1_000, rssFileMiB: 256, rssRepeat: 16, repeats: 5 }; // issue 5's sizes
-const QUICK = { small: 2_000, big: 200, rssFileMiB: 64, rssRepeat: 16, repeats: 2 }; // under two minutes
+const FULL = { small: 10_000, big: 1_000, mixed: 256, rssFileMiB: 256, rssRepeat: 16, repeats: 5 }; // issue 5's sizes
+const QUICK = { small: 2_000, big: 200, mixed: 32, rssFileMiB: 64, rssRepeat: 16, repeats: 2 }; // under two minutes
 const RSS_TARGET_MIB = 200; // acceptance: peak RSS of the 4 GiB batch under 200 MB
 
 interface Args {
@@ -70,17 +71,24 @@ function stats(xs: number[]): Stats {
 }
 
 /** A directory of `count` files of `size` random bytes (kept between runs), and its name list. */
-function dataset(root: string, name: string, count: number, size: number): { dir: string; names: string[] } {
+/** Half incompressible, half JSON-lines-like text: what a compressor meets in ML data. */
+function mixedBytes(i: number, size: number): Buffer {
+  if (i % 2 === 0) return randomBytes(size);
+  const line = `{"id": ${i}, "text": "the quick brown fox ${i % 97} jumps", "label": ${i % 7}, "score": 0.${i % 1000}}\n`;
+  return Buffer.from(line.repeat(Math.ceil(size / line.length)).slice(0, size));
+}
+
+function dataset(root: string, name: string, count: number, size: number, content: (i: number, size: number) => Buffer = (_i, n) => randomBytes(n)): { dir: string; names: string[] } {
   const dir = path.join(root, `${name}-${count}x${size}`);
   const names = Array.from({ length: count }, (_, i) => `d${String(i % 100).padStart(2, '0')}/f${String(i).padStart(6, '0')}.bin`);
   const marker = path.join(dir, '.complete');
   if (!fs.existsSync(marker)) {
     process.stderr.write(`generating ${count} x ${size} B in ${dir}\n`);
     fs.rmSync(dir, { recursive: true, force: true });
-    for (const n of names) {
+    names.forEach((n, i) => {
       fs.mkdirSync(path.join(dir, path.dirname(n)), { recursive: true });
-      fs.writeFileSync(path.join(dir, n), randomBytes(size));
-    }
+      fs.writeFileSync(path.join(dir, n), content(i, size));
+    });
     fs.writeFileSync(marker, '');
   }
   return { dir, names };
@@ -176,6 +184,36 @@ async function throughputCase(name: string, data: { dir: string; names: string[]
   ];
 }
 
+/** ojs-ml writing a compressed format vs GNU tar piped through the matching compressor. */
+async function compressCase(name: string, format: string, compressor: string, data: { dir: string; names: string[] }, work: string, repeats: number): Promise<Row> {
+  const spec = path.join(work, `${name}.spec.json`);
+  const list = path.join(work, `${name}.list`);
+  writeSpec(spec, data.names);
+  fs.writeFileSync(list, `${data.names.join('\n')}\n`);
+  const mib = data.names.reduce((n, f) => n + fs.statSync(path.join(data.dir, f)).size, 0) / (1 << 20);
+  const ours = `node ${q(CLI)} get-batch d --root d=${q(data.dir)} --spec ${q(spec)} --format ${format} --nv - | cat > /dev/null`;
+  const base = `tar cf - -C ${q(data.dir)} -T ${q(list)} | ${compressor} | cat > /dev/null`;
+  await timeShell(base);
+  const o: number[] = [];
+  const b: number[] = [];
+  for (let r = 0; r < repeats; r++) {
+    b.push(mib / (await timeShell(base)));
+    o.push(mib / (await timeShell(ours)));
+  }
+  const so = stats(o);
+  const sb = stats(b);
+  return {
+    name: `${name} (${data.names.length} mixed files, ${mib.toFixed(0)} MiB)`,
+    ours: round(so.median),
+    baseline: round(sb.median),
+    unit: 'MiB/s',
+    ratio: round(so.median / sb.median, 3),
+    note: `ojs-ml get-batch --format ${format} | cat vs tar cf - | ${compressor} | cat; ratio = ours / baseline`,
+    samples: { ours: o.map((x) => round(x)), baseline: b.map((x) => round(x)) },
+    stats: { ours: roundStats(so), baseline: roundStats(sb) },
+  };
+}
+
 async function rssCase(work: string, fileMiB: number, times: number): Promise<Row[]> {
   const dir = path.join(work, `rss-${fileMiB}m`);
   const file = path.join(dir, 'blob.bin');
@@ -248,6 +286,11 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   if (want('tar-10k')) rows.push(...(await throughputCase('tar-10k', dataset(args.work, 'small', size.small, 10 << 10), args.work, repeats)));
   if (want('tar-1m')) rows.push(...(await throughputCase('tar-1m', dataset(args.work, 'big', size.big, 1 << 20), args.work, repeats)));
+  if (want('tgz') || want('lz4')) {
+    const mixed = dataset(args.work, 'mixed', size.mixed, 1 << 20, mixedBytes);
+    if (want('tgz')) rows.push(await compressCase('tgz', 'tgz', 'gzip -1', mixed, args.work, Math.min(repeats, 3)));
+    if (want('lz4')) rows.push(await compressCase('tar.lz4', 'tar.lz4', 'lz4 -1', mixed, args.work, repeats));
+  }
   if (want('rss')) rows.push(...(await rssCase(args.work, size.rssFileMiB, size.rssRepeat)));
 
   const machine = {

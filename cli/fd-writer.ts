@@ -64,9 +64,10 @@ export class FdWriter extends Writable {
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     // A buffer that owns its whole memory moves to the worker; a slice of a shared pool is copied.
     const owns = chunk.byteOffset === 0 && chunk.byteLength === chunk.buffer.byteLength && chunk.buffer instanceof ArrayBuffer;
-    const msg = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    const length = chunk.byteLength; // a transferred buffer reads 0 afterwards
+    const msg = new Uint8Array(chunk.buffer, chunk.byteOffset, length);
     this.worker.postMessage(msg, owns ? [chunk.buffer as ArrayBuffer] : []);
-    this.inFlight += chunk.byteLength;
+    this.inFlight += length;
     if (this.inFlight < MAX_IN_FLIGHT) cb();
     else this.waiting = cb;
   }
@@ -100,6 +101,7 @@ export class FdWriter extends Writable {
       return;
     }
     if (m.done) {
+      this.inFlight = 0;
       const f = this.finishing;
       this.finishing = undefined;
       void this.worker.terminate();
