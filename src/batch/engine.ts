@@ -17,6 +17,7 @@
 import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import type { Readable } from 'node:stream';
+import { indexShard, openMember, type ShardIndex } from '../archive/shard.js';
 import { createArchiveWriter, type ArchiveOptions, type ArchiveWriter, type EntryBody } from '../archive/index.js';
 import { OjsError, abortedError, toOjsError, type ErrorKind } from '../spec/errors.js';
 import { missingName, outRow, type BatchEntry, type BatchRequest, type MossOut, type MossResp } from '../spec/request.js';
@@ -109,12 +110,6 @@ function preflight(req: BatchRequest, sources: SourceResolver): void {
         throw toOjsError(err).withContext({ entry: e.index });
       }
     }
-    if (e.archpath !== undefined) {
-      throw new OjsError('Unsupported', `in[${e.index}].archpath: reading members of shards is not available yet`, {
-        code: 'ERR_UNSUPPORTED_ARCHPATH',
-        context: { entry: e.index, field: 'archpath' },
-      });
-    }
   }
 }
 
@@ -130,6 +125,7 @@ class Runner {
   private head = 0;
   private readonly out: MossOut[] = [];
   private detach = (): void => undefined;
+  private readonly shards = new Map<string, Promise<ShardIndex>>();
 
   constructor(
     private readonly req: BatchRequest,
@@ -208,10 +204,25 @@ class Runner {
       this.failSlot(slot, e);
       return;
     }
-    source.open({ bucket: entry.location.bucket, key: entry.location.key }, { signal, range: entry.range }).then(
+    this.openEntry(source, entry, signal).then(
       (opened) => this.attach(slot, opened),
       (e: unknown) => this.failSlot(slot, e),
     );
+  }
+
+  /** An object, or a member of a shard: each shard is indexed once per batch, for all its members. */
+  private openEntry(source: ObjectSource, entry: BatchEntry, signal: AbortSignal): Promise<OpenedObject> {
+    const ref = { bucket: entry.location.bucket, key: entry.location.key };
+    if (entry.archpath === undefined) return source.open(ref, { signal, range: entry.range });
+    const key = shardKey(entry);
+    let index = this.shards.get(key);
+    if (index === undefined) {
+      const wanted = new Set(this.req.entries.filter((e) => e.archpath !== undefined && shardKey(e) === key).map((e) => e.archpath!.replace(/^\/+/, '')));
+      index = indexShard(source, ref, wanted, signal);
+      index.catch(() => undefined); // each member's open reports it
+      this.shards.set(key, index);
+    }
+    return index.then((i) => openMember(source, ref, i, entry.archpath!, entry.range, signal));
   }
 
   private attach(slot: Slot, opened: OpenedObject): void {
@@ -358,4 +369,8 @@ class Runner {
       await this.settled(slot, (s) => s.chunks.length > 0 || s.ended || s.error !== undefined);
     }
   }
+}
+
+function shardKey(e: BatchEntry): string {
+  return `${e.location.provider}\0${e.location.bucket}\0${e.location.key}`;
 }

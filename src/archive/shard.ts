@@ -1,0 +1,307 @@
+/**
+ * Members of shard archives (`archpath`), read through any ObjectSource with ranged reads
+ * instead of downloading the shard:
+ * - TAR: walk the headers (USTAR, PAX `path`, GNU long names), reading a header and skipping each
+ *   body, until every member the batch wants from this shard is found;
+ * - ZIP: read the end records (zip64 too) and the central directory, then one ranged read per
+ *   member (STORE as is, DEFLATE inflated).
+ * A member is a contiguous byte range of the shard (or a deflated one), so opening it is one more
+ * ranged open. Compressed TAR shards (.tgz, .tar.lz4) need a streaming pass: not here yet.
+ */
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { createInflateRaw } from 'node:zlib';
+import { OjsError } from '../spec/errors.js';
+import { resolveRange, type ByteRange } from '../spec/range.js';
+import type { ObjectRef, ObjectSource, OpenedObject } from '../sources/types.js';
+
+const TAR_BLOCK = 512;
+const TAR_SMALL_READ = 64 << 10; // after a small member, read this much at once: the next headers are likely in it
+const ZIP_TAIL = (64 << 10) + 22 + 20; // the end record, its longest comment, and the zip64 locator
+
+export type ShardFormat = 'tar' | 'zip';
+
+interface Member {
+  /** TAR: where the data starts; ZIP: where the local header starts (its length is read at open). */
+  offset: number;
+  /** ZIP compression method (0 STORE, 8 DEFLATE); absent for TAR. */
+  method?: number;
+  size: number; // uncompressed
+  compressedSize: number;
+  deflated: boolean;
+  mtime?: Date;
+}
+
+export interface ShardIndex {
+  format: ShardFormat;
+  members: Map<string, Member>;
+}
+
+/** The shard's format by its name, then by its first bytes. */
+export async function detectShardFormat(source: ObjectSource, ref: ObjectRef, signal: AbortSignal): Promise<ShardFormat> {
+  const lower = ref.key.toLowerCase();
+  if (lower.endsWith('.tgz') || lower.endsWith('.tar.gz') || lower.endsWith('.tar.lz4')) throw compressedShard(ref);
+  if (lower.endsWith('.tar')) return 'tar';
+  if (lower.endsWith('.zip')) return 'zip';
+  const size = (await source.stat(ref, { signal })).size;
+  const head = await readRange(source, ref, 0, Math.min(size, TAR_BLOCK), signal);
+  if (head.length >= 4 && head.readUInt32LE(0) === 0x04034b50) return 'zip';
+  if (head.length === TAR_BLOCK && head.toString('latin1', 257, 262) === 'ustar') return 'tar';
+  if (head[0] === 0x1f && head[1] === 0x8b) throw compressedShard(ref);
+  if (head.length >= 4 && head.readUInt32LE(0) === 0x184d2204) throw compressedShard(ref);
+  throw new OjsError('BadSpec', `'${ref.key}' is not a TAR or ZIP shard (by name or content), so it has no members`, { code: 'ERR_NOT_A_SHARD', context: ctx(ref) });
+}
+
+/** Indexes a shard far enough to find `wanted` (all of it when a name is missing). */
+export async function indexShard(source: ObjectSource, ref: ObjectRef, wanted: ReadonlySet<string>, signal: AbortSignal): Promise<ShardIndex> {
+  const format = await detectShardFormat(source, ref, signal);
+  const size = (await source.stat(ref, { signal })).size;
+  const members = format === 'tar' ? await walkTar(source, ref, size, wanted, signal) : await readZipDirectory(source, ref, size, signal);
+  return { format, members };
+}
+
+/** Opens a member like a whole object: exact length, range within the member, a body. */
+export async function openMember(source: ObjectSource, ref: ObjectRef, index: ShardIndex, name: string, range: ByteRange | undefined, signal: AbortSignal): Promise<OpenedObject> {
+  const m = index.members.get(stripSlash(name));
+  if (m === undefined) {
+    throw new OjsError('NotFound', `no member '${name}' in shard ${ref.bucket}/${ref.key}`, { code: 'ERR_NO_SUCH_MEMBER', context: ctx(ref) });
+  }
+  if (m.method !== undefined && m.method !== 0 && m.method !== 8) {
+    throw new OjsError('Unsupported', `member '${name}' of ${ref.key} uses ZIP method ${m.method}; STORE and DEFLATE are read`, { code: 'ERR_UNSUPPORTED_SHARD', context: ctx(ref) });
+  }
+  const r = resolveRange(range, m.size, ctx(ref));
+  let dataAt = m.offset;
+  if (index.format === 'zip') {
+    const lh = await readRange(source, ref, m.offset, 30, signal);
+    if (lh.length < 30 || lh.readUInt32LE(0) !== 0x04034b50) throw badShard(ref, `has no local header for '${name}' where its directory says`);
+    dataAt = m.offset + 30 + lh.readUInt16LE(26) + lh.readUInt16LE(28);
+  }
+  if (!m.deflated) {
+    if (r.length === 0) return { length: 0, range: r, size: m.size, mtime: m.mtime, bytes: Buffer.alloc(0), body: Readable.from([]) };
+    const o = await source.open(ref, { signal, range: { start: dataAt + r.offset, length: r.length } });
+    return { ...pick(o), length: r.length, range: r, size: m.size, mtime: m.mtime ?? o.mtime };
+  }
+  const o = await source.open(ref, { signal, range: { start: dataAt, length: m.compressedSize } });
+  const compressed = o.bytes !== undefined ? Readable.from([o.bytes]) : o.body;
+  const body = compressed.pipe(createInflateRaw()).pipe(new Slice(r.offset, r.length, m.size, name));
+  compressed.on('error', (e) => body.destroy(e));
+  return { length: r.length, range: r, size: m.size, mtime: m.mtime ?? o.mtime, body };
+}
+
+function pick(o: OpenedObject): Pick<OpenedObject, 'body' | 'bytes' | 'etag'> {
+  return o.bytes !== undefined ? { bytes: o.bytes, etag: o.etag, get body() { return o.body; } } : { body: o.body, etag: o.etag };
+}
+
+/** Bytes [skip, skip+take) of an inflated member whose full size is known; anything else is an error. */
+class Slice extends Transform {
+  private pos = 0;
+
+  constructor(private readonly skip: number, private readonly count: number, private readonly total: number, private readonly name: string) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    const start = this.pos;
+    this.pos += chunk.length;
+    if (this.pos > this.total) return cb(new OjsError('SizeMismatch', `member '${this.name}' inflates to more than ${this.total} bytes`));
+    const from = Math.max(this.skip - start, 0);
+    const to = Math.min(this.skip + this.count - start, chunk.length);
+    if (to > from) this.push(chunk.subarray(from, to));
+    cb();
+  }
+
+  override _flush(cb: TransformCallback): void {
+    cb(this.pos === this.total ? null : new OjsError('SizeMismatch', `member '${this.name}' inflates to ${this.pos} bytes, its directory says ${this.total}`));
+  }
+}
+
+async function readRange(source: ObjectSource, ref: ObjectRef, start: number, length: number, signal: AbortSignal): Promise<Buffer> {
+  if (length === 0) return Buffer.alloc(0);
+  const o = await source.open(ref, { signal, range: { start, length } });
+  if (o.bytes !== undefined) return o.bytes;
+  const chunks: Buffer[] = [];
+  for await (const c of o.body as AsyncIterable<Buffer>) chunks.push(c);
+  return Buffer.concat(chunks);
+}
+
+// --- TAR ---------------------------------------------------------------------------------
+
+async function walkTar(source: ObjectSource, ref: ObjectRef, size: number, wanted: ReadonlySet<string>, signal: AbortSignal): Promise<Map<string, Member>> {
+  const members = new Map<string, Member>();
+  let found = 0;
+  let pos = 0;
+  let win: Buffer = Buffer.alloc(0);
+  let winStart = 0;
+  let readAhead = TAR_SMALL_READ;
+  const block = async (at: number, n: number): Promise<Buffer> => {
+    if (at + n > size) throw badShard(ref, `ends inside the entry at byte ${at} (truncated?)`);
+    if (at < winStart || at + n > winStart + win.length) {
+      winStart = at;
+      win = await readRange(source, ref, at, Math.min(size - at, Math.max(n, readAhead)), signal);
+    }
+    return win.subarray(at - winStart, at - winStart + n);
+  };
+  let longName: string | undefined;
+  while (pos + TAR_BLOCK <= size) {
+    const h = await block(pos, TAR_BLOCK);
+    if (h.every((b) => b === 0)) break; // end of archive
+    if (!checksumOk(h)) throw badShard(ref, `has a corrupt header at byte ${pos}`);
+    const type = String.fromCharCode(h[156]!);
+    const bodySize = tarSize(h);
+    const dataAt = pos + TAR_BLOCK;
+    const next = dataAt + Math.ceil(bodySize / TAR_BLOCK) * TAR_BLOCK;
+    if (type === 'x' || type === 'L') {
+      const meta = (await block(dataAt, bodySize)).toString('utf8');
+      longName = type === 'L' ? meta.replace(/\0+$/, '') : (paxPath(meta) ?? longName);
+    } else {
+      if (type === '0' || type === '\0' || type === '7') {
+        const name = stripSlash(longName ?? ustarName(h));
+        const mtime = new Date(octal(h, 136, 12) * 1000);
+        members.set(name, { offset: dataAt, size: bodySize, compressedSize: bodySize, deflated: false, mtime });
+        if (wanted.has(name)) found++;
+        if (next > size) throw badShard(ref, `ends inside '${name}' (truncated?)`);
+        if (found >= wanted.size && wanted.size > 0) break;
+      }
+      longName = undefined;
+    }
+    readAhead = bodySize > TAR_SMALL_READ ? TAR_BLOCK : TAR_SMALL_READ;
+    pos = next;
+  }
+  return members;
+}
+
+function checksumOk(h: Buffer): boolean {
+  let sum = 0;
+  for (let i = 0; i < TAR_BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : h[i]!;
+  return octal(h, 148, 8) === sum;
+}
+
+function tarSize(h: Buffer): number {
+  if ((h[124]! & 0x80) !== 0) {
+    let n = 0;
+    for (let i = 125; i < 136; i++) n = n * 256 + h[i]!;
+    return n;
+  }
+  return octal(h, 124, 12);
+}
+
+function octal(h: Buffer, off: number, len: number): number {
+  const s = h.toString('latin1', off, off + len).replace(/[\0 ]+$/g, '').trim();
+  return s === '' ? 0 : parseInt(s, 8);
+}
+
+function ustarName(h: Buffer): string {
+  const cstr = (off: number, len: number) => {
+    const end = h.indexOf(0, off);
+    return h.toString('utf8', off, end < 0 || end > off + len ? off + len : end);
+  };
+  const name = cstr(0, 100);
+  const prefix = h.toString('latin1', 257, 262) === 'ustar' ? cstr(345, 155) : '';
+  return prefix === '' ? name : `${prefix}/${name}`;
+}
+
+function paxPath(records: string): string | undefined {
+  let rest = records;
+  let path: string | undefined;
+  while (rest.length > 0) {
+    const sp = rest.indexOf(' ');
+    const len = parseInt(rest.slice(0, sp), 10);
+    if (!(len > 0)) break;
+    const rec = Buffer.from(rest).subarray(0, len).toString('utf8');
+    const kv = rec.slice(rec.indexOf(' ') + 1, -1);
+    const eq = kv.indexOf('=');
+    if (kv.slice(0, eq) === 'path') path = kv.slice(eq + 1);
+    rest = Buffer.from(rest).subarray(len).toString('utf8');
+  }
+  return path;
+}
+
+// --- ZIP ---------------------------------------------------------------------------------
+
+async function readZipDirectory(source: ObjectSource, ref: ObjectRef, size: number, signal: AbortSignal): Promise<Map<string, Member>> {
+  const tailStart = Math.max(0, size - ZIP_TAIL);
+  const tail = await readRange(source, ref, tailStart, size - tailStart, signal);
+  let eocd = -1;
+  for (let i = tail.length - 22; i >= 0; i--) {
+    if (tail.readUInt32LE(i) === 0x06054b50) {
+      eocd = i;
+      break;
+    }
+  }
+  if (eocd < 0) throw badShard(ref, 'has no ZIP end record (truncated, or not a ZIP)');
+  let count = tail.readUInt16LE(eocd + 10);
+  let cdSize = tail.readUInt32LE(eocd + 12);
+  let cdOffset = tail.readUInt32LE(eocd + 16);
+  if (eocd >= 20 && tail.readUInt32LE(eocd - 20) === 0x07064b50) {
+    const z64at = Number(tail.readBigUInt64LE(eocd - 20 + 8));
+    const z64 = await readRange(source, ref, z64at, 56, signal);
+    if (z64.readUInt32LE(0) !== 0x06064b50) throw badShard(ref, 'has a broken zip64 end record');
+    count = Number(z64.readBigUInt64LE(32));
+    cdSize = Number(z64.readBigUInt64LE(40));
+    cdOffset = Number(z64.readBigUInt64LE(48));
+  }
+  if (cdOffset + cdSize > size) throw badShard(ref, 'has a central directory past its end (truncated?)');
+  const cd = await readRange(source, ref, cdOffset, cdSize, signal);
+  const entries: { name: string; method: number; csize: number; usize: number; local: number; mtime: Date }[] = [];
+  let p = 0;
+  for (let i = 0; i < count; i++) {
+    if (p + 46 > cd.length || cd.readUInt32LE(p) !== 0x02014b50) throw badShard(ref, `has a corrupt central directory at entry ${i}`);
+    const method = cd.readUInt16LE(p + 10);
+    let csize = cd.readUInt32LE(p + 20);
+    let usize = cd.readUInt32LE(p + 24);
+    const nameLen = cd.readUInt16LE(p + 28);
+    const extraLen = cd.readUInt16LE(p + 30);
+    const commentLen = cd.readUInt16LE(p + 32);
+    let local = cd.readUInt32LE(p + 42);
+    const name = cd.toString('utf8', p + 46, p + 46 + nameLen);
+    // zip64 extra field: the 64-bit values, in this order, for those whose 32-bit field is all ones
+    for (let e = p + 46 + nameLen; e + 4 <= p + 46 + nameLen + extraLen; ) {
+      const id = cd.readUInt16LE(e);
+      const len = cd.readUInt16LE(e + 2);
+      if (id === 0x0001) {
+        let q = e + 4;
+        if (usize === 0xffffffff) {
+          usize = Number(cd.readBigUInt64LE(q));
+          q += 8;
+        }
+        if (csize === 0xffffffff) {
+          csize = Number(cd.readBigUInt64LE(q));
+          q += 8;
+        }
+        if (local === 0xffffffff) local = Number(cd.readBigUInt64LE(q));
+      }
+      e += 4 + len;
+    }
+    entries.push({ name, method, csize, usize, local, mtime: dosTime(cd.readUInt16LE(p + 14), cd.readUInt16LE(p + 12)) });
+    p += 46 + nameLen + extraLen + commentLen;
+  }
+  const members = new Map<string, Member>();
+  for (const e of entries) {
+    if (e.name.endsWith('/')) continue;
+    members.set(stripSlash(e.name), { offset: e.local, size: e.usize, compressedSize: e.csize, deflated: e.method === 8, method: e.method, mtime: e.mtime });
+  }
+  return members;
+}
+
+function dosTime(date: number, time: number): Date {
+  return new Date(Date.UTC(1980 + (date >> 9), ((date >> 5) & 0xf) - 1, date & 0x1f, time >> 11, (time >> 5) & 0x3f, (time & 0x1f) * 2));
+}
+
+/** Member names compare without a leading '/' or './' (what `tar -C dir .` writes). */
+function stripSlash(name: string): string {
+  return name.replace(/^(?:\.?\/)+/, '');
+}
+
+function ctx(ref: ObjectRef): { bucket: string; key: string } {
+  return { bucket: ref.bucket, key: ref.key };
+}
+
+function badShard(ref: ObjectRef, why: string): OjsError {
+  return new OjsError('Upstream', `shard ${ref.bucket}/${ref.key} ${why}`, { code: 'ERR_BAD_SHARD', context: ctx(ref) });
+}
+
+function compressedShard(ref: ObjectRef): OjsError {
+  return new OjsError('Unsupported', `members of compressed shards (${ref.key}) are not available yet; TAR and ZIP shards are`, {
+    code: 'ERR_UNSUPPORTED_SHARD',
+    context: ctx(ref),
+  });
+}
