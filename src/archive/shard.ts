@@ -78,17 +78,15 @@ export async function openMember(source: ObjectSource, ref: ObjectRef, index: Sh
   if (!m.deflated) {
     if (r.length === 0) return { length: 0, range: r, size: m.size, mtime: m.mtime, bytes: Buffer.alloc(0), body: Readable.from([]) };
     const o = await source.open(ref, { signal, range: { start: dataAt + r.offset, length: r.length } });
-    return { ...pick(o), length: r.length, range: r, size: m.size, mtime: m.mtime ?? o.mtime };
+    const meta = { length: r.length, range: r, size: m.size, mtime: m.mtime ?? o.mtime, etag: o.etag };
+    // Not a spread of `o`: that would make the stream of an in-memory body for nothing.
+    return o.bytes === undefined ? { ...meta, body: o.body } : { ...meta, bytes: o.bytes, get body() { return o.body; } };
   }
   const o = await source.open(ref, { signal, range: { start: dataAt, length: m.compressedSize } });
   const compressed = o.bytes !== undefined ? Readable.from([o.bytes]) : o.body;
   const body = compressed.pipe(createInflateRaw()).pipe(new Slice(r.offset, r.length, m.size, name));
   compressed.on('error', (e) => body.destroy(e));
   return { length: r.length, range: r, size: m.size, mtime: m.mtime ?? o.mtime, body };
-}
-
-function pick(o: OpenedObject): Pick<OpenedObject, 'body' | 'bytes' | 'etag'> {
-  return o.bytes !== undefined ? { bytes: o.bytes, etag: o.etag, get body() { return o.body; } } : { body: o.body, etag: o.etag };
 }
 
 /** Bytes [skip, skip+take) of an inflated member whose full size is known; anything else is an error. */
