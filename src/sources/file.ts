@@ -108,8 +108,12 @@ export class FileSource implements ObjectSource {
       throw fsError(e, { bucket: '', key: rel });
     }
     // Directories sort as "name/" so that a depth-first walk yields keys in byte order.
-    const items = dirents.map((d) => ({ d, sortKey: d.isDirectory() ? `${d.name}/` : d.name }));
-    items.sort((a, b) => (a.sortKey < b.sortKey ? -1 : a.sortKey > b.sortKey ? 1 : 0));
+    // JS string order is UTF-16 order, which differs from byte order past the BMP.
+    const items = dirents.map((d) => ({
+      d,
+      sortKey: Buffer.from(d.isDirectory() ? `${d.name}/` : d.name, 'utf8'),
+    }));
+    items.sort((a, b) => Buffer.compare(a.sortKey, b.sortKey));
     for (const { d } of items) {
       const key = rel === '' ? d.name : `${rel}/${d.name}`;
       if (d.isDirectory()) {

@@ -1,10 +1,22 @@
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileSource } from '../../src/sources/file.js';
 import { OjsError } from '../../src/spec/errors.js';
 import { sourceConformance } from '../conformance/source.suite.js';
-import { tmpDir, writeTree } from '../helpers/tools.js';
+
+function tmpDir(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), 'ojs-ml-file-'));
+}
+
+function write(dir: string, files: Record<string, Buffer | string>): void {
+  for (const [name, data] of Object.entries(files)) {
+    const p = path.join(dir, name);
+    fs.mkdirSync(path.dirname(p), { recursive: true });
+    fs.writeFileSync(p, data);
+  }
+}
 
 function fileTarget(syncIo: boolean) {
   return async () => {
@@ -12,7 +24,7 @@ function fileTarget(syncIo: boolean) {
     return {
       source: new FileSource({ roots: { r: dir }, syncIo }),
       bucket: 'r',
-      put: async (key: string, data: Buffer) => void writeTree(dir, { [key]: data }),
+      put: async (key: string, data: Buffer) => write(dir, { [key]: data }),
       cleanup: async () => fs.rmSync(dir, { recursive: true, force: true }),
     };
   };
@@ -21,72 +33,189 @@ function fileTarget(syncIo: boolean) {
 sourceConformance('file (sync reads for small bodies)', fileTarget(true));
 sourceConformance('file (thread-pool reads only)', fileTarget(false));
 
-describe('file source: roots and safety', () => {
-  let base: string;
-  let root: string;
-  let src: FileSource;
-  const signal = new AbortController().signal;
+async function failure(p: Promise<unknown>): Promise<OjsError> {
+  const e = await p.then(
+    () => new Error('expected a rejection, got a result'),
+    (x: unknown) => x,
+  );
+  expect(e).toBeInstanceOf(OjsError);
+  return e as OjsError;
+}
 
-  beforeAll(() => {
-    base = tmpDir();
-    root = path.join(base, 'root');
-    writeTree(base, { 'root/in.txt': 'inside\n', 'root/sub/x.txt': 'x\n', 'outside.txt': 'secret\n' });
-    fs.symlinkSync(path.join(base, 'outside.txt'), path.join(root, 'escape.txt'));
-    fs.symlinkSync(base, path.join(root, 'escape-dir'));
-    fs.symlinkSync(path.join(root, 'in.txt'), path.join(root, 'alias.txt'));
-    src = new FileSource({ roots: { r: root } });
+async function text(src: FileSource, key: string): Promise<string> {
+  const o = await src.open({ bucket: 'r', key }, { signal: new AbortController().signal });
+  const chunks: Buffer[] = [];
+  for await (const c of o.body as AsyncIterable<Buffer>) chunks.push(c);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+for (const syncIo of [true, false]) {
+  describe(`file source: roots and safety (syncIo ${syncIo})`, () => {
+    let base: string;
+    let root: string;
+    let src: FileSource;
+    const signal = new AbortController().signal;
+    const r = (key: string) => ({ bucket: 'r', key });
+
+    beforeAll(() => {
+      base = tmpDir();
+      root = path.join(base, 'root');
+      write(base, { 'root/in.txt': 'inside\n', 'root/sub/x.txt': 'x\n', 'outside.txt': 'secret\n', 'outdir/o.txt': 'secret too\n' });
+      fs.symlinkSync(path.join(base, 'outside.txt'), path.join(root, 'escape.txt'));
+      fs.symlinkSync(path.join(base, 'outdir'), path.join(root, 'escape-dir'));
+      fs.symlinkSync('../outside.txt', path.join(root, 'sub-escape.txt')); // relative target
+      fs.symlinkSync(path.join(root, 'in.txt'), path.join(root, 'alias.txt'));
+      fs.symlinkSync('sub', path.join(root, 'sub-alias'));
+      fs.symlinkSync(path.join(root, 'nowhere.txt'), path.join(root, 'dangling.txt'));
+      src = new FileSource({ roots: { r: root }, syncIo });
+    });
+    afterAll(() => fs.rmSync(base, { recursive: true, force: true }));
+
+    it("refuses '..' components with Forbidden, for open and stat", async () => {
+      for (const key of ['../outside.txt', 'sub/../../outside.txt', 'sub/../in.txt', '..', './in.txt']) {
+        const e = await failure(src.open(r(key), { signal }));
+        expect(e.kind, key).toBe('Forbidden');
+        expect(e.code, key).toBe('ERR_FORBIDDEN');
+        expect((await failure(src.stat(r(key), { signal }))).kind, key).toBe('Forbidden');
+      }
+    });
+
+    it('refuses symlinks inside the root that point outside it, with Forbidden', async () => {
+      for (const key of ['escape.txt', 'sub-escape.txt', 'escape-dir/o.txt']) {
+        const e = await failure(src.open(r(key), { signal }));
+        expect(e.kind, key).toBe('Forbidden');
+        expect(e.message, key).not.toMatch(/secret/);
+        expect((await failure(src.stat(r(key), { signal }))).kind, key).toBe('Forbidden');
+        // Opened again (directory cache warm): still refused.
+        expect((await failure(src.open(r(key), { signal }))).kind, key).toBe('Forbidden');
+      }
+    });
+
+    it('follows symlinks (to a file or a folder) that stay inside the root', async () => {
+      expect(await text(src, 'alias.txt')).toBe('inside\n');
+      expect(await text(src, 'sub-alias/x.txt')).toBe('x\n');
+      expect((await src.stat(r('alias.txt'), { signal })).size).toBe(7);
+    });
+
+    it('answers a dangling symlink with NotFound', async () => {
+      expect((await failure(src.open(r('dangling.txt'), { signal }))).kind).toBe('NotFound');
+    });
+
+    it('lists neither escaping symlinks nor what they point to', async () => {
+      const keys: string[] = [];
+      for await (const o of src.list('r', '', { signal })) keys.push(o.key);
+      expect(keys).toContain('in.txt');
+      expect(keys).toContain('alias.txt');
+      expect(keys).not.toContain('escape.txt');
+      expect(keys).not.toContain('sub-escape.txt');
+      expect(keys.filter((k) => k.startsWith('escape-dir'))).toEqual([]);
+    });
+
+    it('names an unknown root with NotFound, code ERR_NO_SUCH_BUCKET, and lists the known ones', async () => {
+      for (const p of [src.open({ bucket: 'nope', key: 'in.txt' }, { signal }), src.stat({ bucket: 'nope', key: 'in.txt' }, { signal })]) {
+        const e = await failure(p);
+        expect(e.kind).toBe('NotFound');
+        expect(e.code).toBe('ERR_NO_SUCH_BUCKET');
+        expect(e.message).toMatch(/known roots: r/);
+      }
+      const listed = await failure(
+        (async () => {
+          for await (const _ of src.list('nope', '', { signal })) break;
+        })(),
+      );
+      expect(listed.code).toBe('ERR_NO_SUCH_BUCKET');
+    });
+
+    it("refuses bucket '' (absolute paths) unless allowAbsolute", async () => {
+      const absKey = path.join(root, 'in.txt').slice(1);
+      const e = await failure(src.open({ bucket: '', key: absKey }, { signal }));
+      expect(e.kind).toBe('NotFound');
+      expect(e.code).toBe('ERR_NO_SUCH_BUCKET');
+      expect((await failure(src.stat({ bucket: '', key: absKey }, { signal }))).code).toBe('ERR_NO_SUCH_BUCKET');
+      const abs = new FileSource({ roots: {}, allowAbsolute: true, syncIo });
+      const o = await abs.open({ bucket: '', key: absKey }, { signal });
+      const chunks: Buffer[] = [];
+      for await (const c of o.body as AsyncIterable<Buffer>) chunks.push(c);
+      expect(Buffer.concat(chunks).toString()).toBe('inside\n');
+      expect((await abs.stat({ bucket: '', key: absKey }, { signal })).size).toBe(7);
+    });
+
+    it('treats a directory as not found, for open and stat', async () => {
+      for (const key of ['sub', 'sub-alias']) {
+        expect((await failure(src.open(r(key), { signal }))).kind, key).toBe('NotFound');
+        expect((await failure(src.stat(r(key), { signal }))).kind, key).toBe('NotFound');
+      }
+    });
+
+    it('fails a body whose file was truncated after open with SizeMismatch (never a short body)', async () => {
+      const size = 2 << 20;
+      write(root, { 'shrink.bin': Buffer.alloc(size, 1) });
+      const o = await src.open(r('shrink.bin'), { signal });
+      expect(o.length).toBe(size);
+      fs.truncateSync(path.join(root, 'shrink.bin'), 1 << 20);
+      let got = 0;
+      let ended = false;
+      o.body.once('end', () => (ended = true));
+      const e = await failure(
+        (async () => {
+          for await (const c of o.body as AsyncIterable<Buffer>) got += c.length;
+        })(),
+      );
+      expect(e.kind).toBe('SizeMismatch');
+      expect(e.code).toBe('ERR_SIZE_MISMATCH');
+      expect(got).toBeLessThanOrEqual(1 << 20);
+      expect(ended).toBe(false);
+    });
+
+    it('fails a ranged body whose file was truncated after open with SizeMismatch', async () => {
+      write(root, { 'shrink2.bin': Buffer.alloc(3 << 20, 2) });
+      const o = await src.open(r('shrink2.bin'), { signal, range: { start: 1 << 20, length: -1 } });
+      expect(o.length).toBe(2 << 20);
+      fs.truncateSync(path.join(root, 'shrink2.bin'), 0);
+      const e = await failure(
+        (async () => {
+          for await (const _ of o.body as AsyncIterable<Buffer>) void _;
+        })(),
+      );
+      expect(e.kind).toBe('SizeMismatch');
+    });
+
+    it('refuses a read when the etag no longer matches, with Conflict', async () => {
+      write(root, { 'changing.txt': 'version 1\n' });
+      const st = await src.stat(r('changing.txt'), { signal });
+      expect(st.etag).toBeDefined();
+      const ok = await src.open(r('changing.txt'), { signal, ifMatch: st.etag! });
+      expect(ok.length).toBe(10);
+      fs.writeFileSync(path.join(root, 'changing.txt'), 'version two\n');
+      fs.utimesSync(path.join(root, 'changing.txt'), new Date(), new Date(Date.now() + 5000));
+      const e = await failure(src.open(r('changing.txt'), { signal, ifMatch: st.etag! }));
+      expect(e.kind).toBe('Conflict');
+      expect(e.httpStatus).toBe(409);
+      expect((await failure(src.open(r('in.txt'), { signal, ifMatch: '"stale"' }))).kind).toBe('Conflict');
+    });
+
+    it("refuses a '..' prefix when listing", async () => {
+      const e = await failure(
+        (async () => {
+          for await (const _ of src.list('r', '../', { signal })) break;
+        })(),
+      );
+      expect(e.kind).toBe('BadSpec');
+    });
   });
-  afterAll(() => fs.rmSync(base, { recursive: true, force: true }));
+}
 
-  const fail = async (p: Promise<unknown>) => (await p.then(() => undefined, (e: unknown) => e)) as OjsError;
-
-  it("refuses '..' and symlinks that leave the root, with Forbidden", async () => {
-    for (const key of ['../outside.txt', 'sub/../../outside.txt', 'escape.txt', 'escape-dir/outside.txt']) {
-      const e = await fail(src.open({ bucket: 'r', key }, { signal }));
-      expect(e, key).toBeInstanceOf(OjsError);
-      expect(e.kind, key).toBe('Forbidden');
+describe('file source: configuration', () => {
+  it("refuses root names that are empty or hold '/'", () => {
+    for (const name of ['', 'a/b']) {
+      expect(() => new FileSource({ roots: { [name]: os.tmpdir() } }), name).toThrow(OjsError);
     }
-    expect((await fail(src.stat({ bucket: 'r', key: 'escape.txt' }, { signal }))).kind).toBe('Forbidden');
   });
 
-  it('follows a symlink that stays inside the root', async () => {
-    const o = await src.open({ bucket: 'r', key: 'alias.txt' }, { signal });
-    expect(o.bytes?.toString()).toBe('inside\n');
-  });
-
-  it('names unknown roots, and refuses absolute paths unless allowed', async () => {
-    const e = await fail(src.open({ bucket: 'nope', key: 'in.txt' }, { signal }));
+  it('names a root whose directory is missing with ERR_NO_SUCH_BUCKET', async () => {
+    const src = new FileSource({ roots: { gone: path.join(os.tmpdir(), 'ojs-ml-no-such-dir-' + process.pid) } });
+    const e = await failure(src.open({ bucket: 'gone', key: 'x' }, { signal: new AbortController().signal }));
+    expect(e.kind).toBe('NotFound');
     expect(e.code).toBe('ERR_NO_SUCH_BUCKET');
-    expect(e.message).toMatch(/known roots: r/);
-    expect((await fail(src.open({ bucket: '', key: path.join(root, 'in.txt').slice(1) }, { signal }))).code).toBe('ERR_NO_SUCH_BUCKET');
-    const abs = new FileSource({ roots: {}, allowAbsolute: true });
-    const o = await abs.open({ bucket: '', key: path.join(root, 'in.txt').slice(1) }, { signal });
-    expect(o.bytes?.toString()).toBe('inside\n');
-  });
-
-  it('treats a directory as not found', async () => {
-    expect((await fail(src.open({ bucket: 'r', key: 'sub' }, { signal }))).kind).toBe('NotFound');
-  });
-
-  it('fails a body whose file shrinks while it is read (never a short body)', async () => {
-    writeTree(root, { 'shrink.bin': Buffer.alloc(2 << 20, 1) });
-    const o = await src.open({ bucket: 'r', key: 'shrink.bin' }, { signal });
-    fs.truncateSync(path.join(root, 'shrink.bin'), 1 << 20);
-    let got = 0;
-    const e = await fail(
-      (async () => {
-        for await (const c of o.body as AsyncIterable<Buffer>) got += c.length;
-      })(),
-    );
-    expect(e.kind).toBe('SizeMismatch');
-    expect(got).toBeLessThan(2 << 20);
-  });
-
-  it('refuses a read when the etag no longer matches', async () => {
-    const st = await src.stat({ bucket: 'r', key: 'in.txt' }, { signal });
-    expect(st.etag).toBeDefined();
-    const ok = await src.open({ bucket: 'r', key: 'in.txt' }, { signal, ifMatch: st.etag! });
-    expect(ok.length).toBe(7);
-    expect((await fail(src.open({ bucket: 'r', key: 'in.txt' }, { signal, ifMatch: '"stale"' }))).kind).toBe('Conflict');
   });
 });
