@@ -1,20 +1,18 @@
 /**
- * Runs one batch through the engine in this (fresh) process and prints, as JSON, the archive
- * bytes, the bytes read from the source, the seconds the batch took (module loading excluded)
- * and the process's peak RSS.
- * Usage: node dist/bench/engine-child.js ROOT_DIR SPEC_JSON
+ * Runs one batch through the library (dist/src/index.js) in this fresh process, counting the
+ * archive's bytes into a null sink, and prints one JSON line: archive bytes, payload bytes, bytes
+ * the file source delivered, seconds (module loading excluded) and the process's peak RSS (KiB).
+ * Usage: node dist/bench/engine-child.js BUCKET DIR SPEC_JSON
  */
 import * as fs from 'node:fs';
-import { runBatch } from '../src/batch/engine.js';
-import { SourceRegistry } from '../src/sources/registry.js';
-import { parseBatchRequest } from '../src/spec/request.js';
+import { SourceRegistry, parseBatchRequest, runBatch } from '../src/index.js';
 
-const [root, spec] = process.argv.slice(2);
-if (root === undefined || spec === undefined) throw new Error('usage: engine-child ROOT_DIR SPEC_JSON');
+const [bucket, root, spec] = process.argv.slice(2);
+if (bucket === undefined || root === undefined || spec === undefined) throw new Error('usage: engine-child BUCKET DIR SPEC_JSON');
 const t0 = process.hrtime.bigint();
-const req = parseBatchRequest(JSON.parse(fs.readFileSync(spec, 'utf8')), { bucket: 'd', provider: 'file' });
-// Bytes the source delivered (to measure ranged reads of shards); every open is counted.
-const registry = new SourceRegistry({ file: { roots: { d: root } } });
+const req = parseBatchRequest(JSON.parse(fs.readFileSync(spec, 'utf8')), { bucket, provider: 'file' });
+const registry = new SourceRegistry({ file: { roots: { [bucket]: root } } });
+// Bytes the source delivers, to measure ranged reads of shards: every open is counted.
 const file = registry.get('file');
 let sourceBytes = 0;
 registry.register({
@@ -33,6 +31,7 @@ let bytes = 0;
 run.stream.on('data', (c: Buffer) => {
   bytes += c.length;
 });
-await Promise.all([run.result, new Promise((resolve, reject) => run.stream.once('end', resolve).once('error', reject))]);
+const [result] = await Promise.all([run.result, new Promise((resolve, reject) => run.stream.once('end', resolve).once('error', reject))]);
 const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-process.stdout.write(JSON.stringify({ bytes, seconds, sourceBytes, maxRssKiB: process.resourceUsage().maxRSS }));
+const report = { bytes, payloadBytes: result.progress.bytes, entries: result.out.length, sourceBytes, seconds, maxRssKiB: process.resourceUsage().maxRSS };
+process.stdout.write(`${JSON.stringify(report)}\n`);

@@ -1,32 +1,48 @@
 /**
  * `npm run bench [-- --quick] [--repeats N] [--work DIR] [--only NAME]`
  *
- * Cases (issue 5):
- *   tar-10k   file -> TAR, 10,000 x 10 KiB, ojs-ml CLI vs GNU tar, both piped through `cat`
- *             (GNU tar skips reading file contents when its archive is /dev/null)
+ * Cases (issue 5, plus the issue 2 formats and shard reads); --only takes a name or a prefix:
+ *   tar-10k   file -> TAR, 10,000 x 10 KiB: ojs-ml CLI and engine vs GNU tar, all through `cat`
+ *             (GNU tar does not read file contents when its archive is /dev/null itself)
  *   tar-1m    the same with 1,000 x 1 MiB
- *   engine    the same batches through runBatch in a fresh process, module loading excluded
- *   tgz, lz4  TGZ / TAR.LZ4 of 256 x 1 MiB mixed files vs tar | gzip -1 / tar | lz4 -1 (issue 2)
- *   shard     bytes read to extract one member of a ~1 GiB TAR / ZIP shard (issue 2)
- *   rss       peak RSS of a 4 GiB batch (a 256 MiB file 16 times) streamed to a sink
- * Page cache is warm: every case runs once untimed first. Results: bench/results/latest.json
- * (rows { name, ours, baseline, unit, ratio, ... }) and a markdown table on stdout.
+ *   shard     bytes read to extract one 1 MiB member of a ~1 GiB TAR / ZIP shard
+ *   tgz       TGZ of 256 x 1 MiB mixed files vs tar | gzip -1
+ *   tar.lz4   TAR.LZ4 of the same vs tar | lz4 -1
+ *   rss       peak RSS of a 4 GiB batch (a 256 MiB file 16 times), engine and CLI
+ * The page cache is warm: every comparison runs each side once, untimed, first; those runs are
+ * also the checks that ojs-ml's archive has the right bytes and names in the right order.
+ * Output: a markdown table on stdout; rows as JSON in bench/results/latest.{json,md} (full
+ * runs) or WORK/last-run.{json,md} (--quick, --only).
  */
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { checkListing, dataset, ensureDisk, killRunning, q, round, sh, summarize, table, tarSize, writeList, writeSpec, type DataSet, type Row } from './util.js';
+
+const FULL = { small: 10_000, big: 1_000, mixed: 256, repeats: 5 }; // issue 5's sizes: ~4 GiB of data, ~2.5 minutes on 2 cores
+const QUICK = { small: 2_000, big: 200, mixed: 32, repeats: 2 }; // a fifth of the data: well under two minutes
+const SMALL_FILE = 10 << 10; // 10 KiB: per-file costs (open, stat, header) dominate
+const BIG_FILE = 1 << 20; // 1 MiB: bandwidth dominates
+const RSS_FILE_MIB = 256; // referenced RSS_TIMES times: a 4 GiB batch from 256 MiB of disk (quick too: RSS must not depend on size)
+const RSS_TIMES = 16; // 16 x 256 MiB = 4 GiB, the acceptance batch
+const RSS_REPEATS_MAX = 3; // peak RSS moves with GC timing: report the worst of up to 3 runs
+const RSS_TARGET_MIB = round(200e6 / 2 ** 20); // acceptance says 200 MB: 190.7 MiB
+const SHARD_MEMBER_AT = 0.75; // extract the member 75% into the shard, so a full scan would show
+const SHARD_OVERHEAD_TARGET_MIB = 1; // acceptance: bytes read beyond the member stay under 1 MiB
+const TGZ_REPEATS_MAX = 3; // gzip -1 runs at ~40 MiB/s here: more repeats would double the full run
+const DISK_SLACK = 1 << 30; // free space to leave after generating data
+const COMMAND_TIMEOUT_MS = 180_000; // one command; a hung run fails the bench instead of hanging it
+const BUCKET = 'data'; // the --root name, so archive entries are data/<name>
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CLI = path.join(REPO, 'dist/cli/main.js');
 const CHILD = path.join(REPO, 'dist/bench/engine-child.js');
 const RESULTS = path.join(REPO, 'bench/results');
-
-const FULL = { small: 10_000, big: 1_000, mixed: 256, rssFileMiB: 256, rssRepeat: 16, repeats: 5 }; // issue 5's sizes
-const QUICK = { small: 2_000, big: 200, mixed: 32, rssFileMiB: 64, rssRepeat: 16, repeats: 2 }; // under two minutes
-const RSS_TARGET_MIB = 200; // acceptance: peak RSS of the 4 GiB batch under 200 MB
+const CASES = ['tar-10k', 'tar-1m', 'shard', 'tgz', 'tar.lz4', 'rss'] as const;
+type CaseName = (typeof CASES)[number];
 
 interface Args {
   quick: boolean;
@@ -35,43 +51,128 @@ interface Args {
   only?: string;
 }
 
-export interface Row {
-  name: string;
-  ours: number;
-  baseline: number | null;
-  unit: string;
-  ratio: number | null;
-  /** What the ratio means for this row. */
-  note: string;
-  samples?: { ours: number[]; baseline: number[] };
-  stats?: { ours: Stats; baseline: Stats | null };
+interface Ctx {
+  work: string;
+  repeats: number;
 }
 
-interface Stats {
-  min: number;
-  median: number;
-  max: number;
+interface ChildReport {
+  bytes: number;
+  payloadBytes: number;
+  entries: number;
+  sourceBytes: number;
+  seconds: number;
+  maxRssKiB: number;
 }
+
+const USAGE = 'usage: npm run bench -- [--quick] [--repeats N] [--work DIR] [--only NAME]';
 
 function parseArgs(argv: string[]): Args {
   const a: Args = { quick: false, work: path.join(REPO, 'bench/work') };
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i];
+    const value = () => {
+      const x = argv[++i];
+      if (x === undefined) throw new Error(`${v} needs a value; ${USAGE}`);
+      return x;
+    };
     if (v === '--quick') a.quick = true;
-    else if (v === '--repeats') a.repeats = Number(argv[++i]);
-    else if (v === '--work') a.work = path.resolve(argv[++i] ?? '');
-    else if (v === '--only') a.only = argv[++i];
-    else throw new Error(`unknown argument ${v}; use --quick, --repeats N, --work DIR, --only NAME`);
+    else if (v === '--repeats') a.repeats = Number(value());
+    else if (v === '--work') a.work = path.resolve(value());
+    else if (v === '--only') a.only = value();
+    else throw new Error(`unknown argument ${v}; ${USAGE}`);
   }
+  if (a.repeats !== undefined && !(Number.isInteger(a.repeats) && a.repeats >= 1)) throw new Error(`--repeats takes a whole number from 1`);
+  if (a.only !== undefined && !CASES.some((c) => c.startsWith(a.only!))) throw new Error(`--only ${a.only} matches no case; cases: ${CASES.join(', ')}`);
   return a;
 }
 
-function stats(xs: number[]): Stats {
-  const s = [...xs].sort((a, b) => a - b);
-  return { min: s[0]!, median: s[Math.floor(s.length / 2)]!, max: s[s.length - 1]! };
+/** The CLI writing the batch of `spec` over `dir` to stdout. */
+function cli(dir: string, spec: string, extra = ''): string {
+  return `${q(process.execPath)} ${q(CLI)} get-batch ${BUCKET} --root ${BUCKET}=${q(dir)} --spec ${q(spec)} --nv ${extra}-`;
 }
 
-/** A directory of `count` files of `size` random bytes (kept between runs), and its name list. */
+/** Runs the engine over `spec` in a fresh process (see engine-child.ts). */
+async function engineChild(dir: string, spec: string): Promise<ChildReport> {
+  const { stdout } = await sh(`${q(process.execPath)} ${q(CHILD)} ${BUCKET} ${q(dir)} ${q(spec)}`, COMMAND_TIMEOUT_MS);
+  return JSON.parse(stdout) as ChildReport;
+}
+
+function checkChild(what: string, rep: ChildReport, want: { bytes: number; payloadBytes: number; entries: number }): void {
+  const got = { bytes: rep.bytes, payloadBytes: rep.payloadBytes, entries: rep.entries };
+  if (JSON.stringify(got) !== JSON.stringify(want)) throw new Error(`${what}: the engine delivered ${JSON.stringify(got)}, expected ${JSON.stringify(want)}`);
+}
+
+const entryName = (n: string) => `${BUCKET}/${n}`;
+const mibOf = (bytes: number) => bytes / 2 ** 20;
+
+function throughputRow(name: string, caseName: CaseName, mib: number, ours: number[], base: number[], note: string): Row {
+  const o = summarize(ours.map((s) => mib / s));
+  const b = summarize(base.map((s) => mib / s));
+  return {
+    name,
+    case: caseName,
+    ours: o.median,
+    baseline: b.median,
+    unit: 'MiB/s',
+    ratio: round(o.median / b.median, 3),
+    note,
+    repeats: { ours: o, baseline: b },
+    seconds: { ours: ours.map((s) => round(s, 4)), baseline: base.map((s) => round(s, 4)) },
+  };
+}
+
+/** file -> TAR through the CLI and through the engine, against GNU tar over the same list. */
+async function tarCase(caseName: CaseName, data: DataSet, ctx: Ctx): Promise<Row[]> {
+  const spec = writeSpec(path.join(ctx.work, `${caseName}.spec.json`), data.names);
+  const list = writeList(path.join(ctx.work, `${caseName}.list`), data.names);
+  const fileSize = data.bytes / data.names.length;
+  const want = { bytes: tarSize(data.names.map((n) => ({ name: entryName(n), size: fileSize }))), payloadBytes: data.bytes, entries: data.names.length };
+  const gnu = `tar cf - -C ${q(data.dir)} -T ${q(list)}`;
+  const ours = cli(data.dir, spec);
+
+  // Untimed first runs: they warm the page cache and prove both sides archive the same list.
+  checkListing(`${caseName}: GNU tar`, (await sh(`${gnu} | tar tf -`, COMMAND_TIMEOUT_MS)).stdout, data.names);
+  const bytes = Number((await sh(`${ours} | wc -c`, COMMAND_TIMEOUT_MS)).stdout.trim());
+  if (bytes !== want.bytes) throw new Error(`${caseName}: the CLI wrote ${bytes} bytes, expected ${want.bytes}`);
+  checkListing(`${caseName}: ojs-ml`, (await sh(`${ours} | tar tf -`, COMMAND_TIMEOUT_MS)).stdout, data.names.map(entryName));
+
+  const gnuS: number[] = [];
+  const oursS: number[] = [];
+  const engineS: number[] = [];
+  for (let r = 0; r < ctx.repeats; r++) {
+    gnuS.push((await sh(`${gnu} | cat > /dev/null`, COMMAND_TIMEOUT_MS)).seconds);
+    oursS.push((await sh(`${ours} | cat > /dev/null`, COMMAND_TIMEOUT_MS)).seconds);
+    const rep = await engineChild(data.dir, spec);
+    checkChild(caseName, rep, want);
+    engineS.push(rep.seconds);
+  }
+  const mib = mibOf(data.bytes);
+  const label = `${caseName} (${data.names.length} x ${fileSize >= BIG_FILE ? `${fileSize / BIG_FILE} MiB` : `${fileSize >> 10} KiB`}, ${mib.toFixed(0)} MiB)`;
+  return [
+    throughputRow(`${label}, CLI`, caseName, mib, oursS, gnuS, 'ojs-ml get-batch ... - | cat vs tar cf - ... | cat, wall time with process start; ratio = ours / GNU tar (above 1: faster)'),
+    throughputRow(`${label}, engine`, caseName, mib, engineS, gnuS, 'runBatch to a null sink in a fresh process, module loading excluded, vs tar cf - | cat; ratio = ours / GNU tar'),
+  ];
+}
+
+/** ojs-ml writing a compressed format vs GNU tar piped through the matching compressor. */
+async function compressCase(caseName: CaseName, compressor: string, decoder: string, data: DataSet, ctx: Ctx, repeats: number): Promise<Row> {
+  const spec = writeSpec(path.join(ctx.work, `${caseName}.spec.json`), data.names);
+  const list = writeList(path.join(ctx.work, `${caseName}.list`), data.names);
+  const ours = cli(data.dir, spec, `--format ${caseName} `);
+  const base = `tar cf - -C ${q(data.dir)} -T ${q(list)} | ${compressor}`;
+  checkListing(`${caseName}: baseline`, (await sh(`${base} | ${decoder} | tar tf -`, COMMAND_TIMEOUT_MS)).stdout, data.names);
+  checkListing(`${caseName}: ojs-ml`, (await sh(`${ours} | ${decoder} | tar tf -`, COMMAND_TIMEOUT_MS)).stdout, data.names.map(entryName));
+  const o: number[] = [];
+  const b: number[] = [];
+  for (let r = 0; r < repeats; r++) {
+    b.push((await sh(`${base} | cat > /dev/null`, COMMAND_TIMEOUT_MS)).seconds);
+    o.push((await sh(`${ours} | cat > /dev/null`, COMMAND_TIMEOUT_MS)).seconds);
+  }
+  const mib = mibOf(data.bytes);
+  return throughputRow(`${caseName} (${data.names.length} mixed files, ${mib.toFixed(0)} MiB), CLI`, caseName, mib, o, b, `ojs-ml get-batch --format ${caseName} | cat vs tar cf - | ${compressor} | cat; ratio = ours / baseline`);
+}
+
 /** Half incompressible, half JSON-lines-like text: what a compressor meets in ML data. */
 function mixedBytes(i: number, size: number): Buffer {
   if (i % 2 === 0) return randomBytes(size);
@@ -79,277 +180,172 @@ function mixedBytes(i: number, size: number): Buffer {
   return Buffer.from(line.repeat(Math.ceil(size / line.length)).slice(0, size));
 }
 
-function dataset(root: string, name: string, count: number, size: number, content: (i: number, size: number) => Buffer = (_i, n) => randomBytes(n)): { dir: string; names: string[] } {
-  const dir = path.join(root, `${name}-${count}x${size}`);
-  const names = Array.from({ length: count }, (_, i) => `d${String(i % 100).padStart(2, '0')}/f${String(i).padStart(6, '0')}.bin`);
-  const marker = path.join(dir, '.complete');
-  if (!fs.existsSync(marker)) {
-    process.stderr.write(`generating ${count} x ${size} B in ${dir}\n`);
-    fs.rmSync(dir, { recursive: true, force: true });
-    names.forEach((n, i) => {
-      fs.mkdirSync(path.join(dir, path.dirname(n)), { recursive: true });
-      fs.writeFileSync(path.join(dir, n), content(i, size));
-    });
-    fs.writeFileSync(marker, '');
-  }
-  return { dir, names };
-}
-
-function writeSpec(file: string, names: string[]): void {
-  fs.writeFileSync(file, JSON.stringify({ in: names.map((objname) => ({ objname })) }));
-}
-
-/** Wall seconds of a shell pipeline; fails loudly if it fails. */
-function timeShell(script: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const t0 = process.hrtime.bigint();
-    const child = spawn('bash', ['-o', 'pipefail', '-c', script], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
-    child.on('close', (code) => {
-      const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-      if (code === 0) resolve(secs);
-      else reject(new Error(`'${script}' failed (${code}): ${err}`));
-    });
-  });
-}
-
-interface ChildReport {
-  bytes: number;
-  sourceBytes: number;
-  seconds: number;
-  maxRssKiB: number;
-}
-
-/** Runs the engine in a fresh process over a spec; it reports bytes, batch seconds and peak RSS. */
-function engineChild(root: string, spec: string): Promise<ChildReport> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CHILD, root, spec], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
-    child.on('close', (code) => (code === 0 ? resolve(JSON.parse(out) as ChildReport) : reject(new Error(`engine child failed: ${err}`))));
-  });
-}
-
-const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-
-async function throughputCase(name: string, data: { dir: string; names: string[] }, work: string, repeats: number): Promise<Row[]> {
-  const spec = path.join(work, `${name}.spec.json`);
-  const list = path.join(work, `${name}.list`);
-  writeSpec(spec, data.names);
-  fs.writeFileSync(list, `${data.names.join('\n')}\n`);
-  const bytes = data.names.reduce((n, f) => n + fs.statSync(path.join(data.dir, f)).size, 0);
-  const mib = bytes / (1 << 20);
-  const ours = `node ${q(CLI)} get-batch d --root d=${q(data.dir)} --spec ${q(spec)} --nv - | cat > /dev/null`;
-  const gnu = `tar cf - -C ${q(data.dir)} -T ${q(list)} | cat > /dev/null`;
-
-  // The run must be right before it is timed: same names, same order as GNU tar's.
-  const listed = execFileSync('bash', ['-o', 'pipefail', '-c', `node ${q(CLI)} get-batch d --root d=${q(data.dir)} --spec ${q(spec)} --nv --omit-src-bck - | tar tf -`], {
-    maxBuffer: 1 << 30,
-  })
-    .toString()
-    .trim()
-    .split('\n');
-  if (listed.length !== data.names.length || listed.some((n, i) => n !== data.names[i])) throw new Error(`${name}: ojs-ml's archive does not list the requested names in order`);
-
-  await timeShell(gnu); // warm the page cache
-  const oursS: number[] = [];
-  const gnuS: number[] = [];
-  const engineS: number[] = [];
-  for (let r = 0; r < repeats; r++) {
-    gnuS.push(await timeShell(gnu));
-    oursS.push(await timeShell(ours));
-    const rep = await engineChild(data.dir, spec);
-    if (rep.bytes < bytes) throw new Error(`${name}: engine delivered ${rep.bytes} bytes, expected more than ${bytes}`);
-    engineS.push(rep.seconds);
-  }
-  const tput = (xs: number[]) => xs.map((s) => mib / s);
-  const mk = (rowName: string, oursSecs: number[], note: string): Row => {
-    const o = stats(tput(oursSecs));
-    const b = stats(tput(gnuS));
-    return {
-      name: rowName,
-      ours: round(o.median),
-      baseline: round(b.median),
-      unit: 'MiB/s',
-      ratio: round(o.median / b.median, 3),
-      note,
-      samples: { ours: tput(oursSecs).map((x) => round(x)), baseline: tput(gnuS).map((x) => round(x)) },
-      stats: { ours: roundStats(o), baseline: roundStats(b) },
-    };
-  };
-  return [
-    mk(`${name} CLI (${data.names.length} files, ${mib.toFixed(0)} MiB)`, oursS, 'ojs-ml get-batch | cat vs tar cf - | cat, median throughput; ratio = ours / GNU tar'),
-    mk(`${name} engine, start-up excluded`, engineS, 'runBatch to a null sink in a fresh process, module loading excluded, vs GNU tar | cat; ratio = ours / GNU tar'),
-  ];
-}
-
-/** ojs-ml writing a compressed format vs GNU tar piped through the matching compressor. */
-async function compressCase(name: string, format: string, compressor: string, data: { dir: string; names: string[] }, work: string, repeats: number): Promise<Row> {
-  const spec = path.join(work, `${name}.spec.json`);
-  const list = path.join(work, `${name}.list`);
-  writeSpec(spec, data.names);
-  fs.writeFileSync(list, `${data.names.join('\n')}\n`);
-  const mib = data.names.reduce((n, f) => n + fs.statSync(path.join(data.dir, f)).size, 0) / (1 << 20);
-  const ours = `node ${q(CLI)} get-batch d --root d=${q(data.dir)} --spec ${q(spec)} --format ${format} --nv - | cat > /dev/null`;
-  const base = `tar cf - -C ${q(data.dir)} -T ${q(list)} | ${compressor} | cat > /dev/null`;
-  await timeShell(base);
-  const o: number[] = [];
-  const b: number[] = [];
-  for (let r = 0; r < repeats; r++) {
-    b.push(mib / (await timeShell(base)));
-    o.push(mib / (await timeShell(ours)));
-  }
-  const so = stats(o);
-  const sb = stats(b);
-  return {
-    name: `${name} (${data.names.length} mixed files, ${mib.toFixed(0)} MiB)`,
-    ours: round(so.median),
-    baseline: round(sb.median),
-    unit: 'MiB/s',
-    ratio: round(so.median / sb.median, 3),
-    note: `ojs-ml get-batch --format ${format} | cat vs tar cf - | ${compressor} | cat; ratio = ours / baseline`,
-    samples: { ours: o.map((x) => round(x)), baseline: b.map((x) => round(x)) },
-    stats: { ours: roundStats(so), baseline: roundStats(sb) },
-  };
-}
-
-/** Bytes read from the source to take one 1 MiB member out of a ~1 GiB TAR and ZIP shard. */
-async function shardCase(data: { dir: string; names: string[] }, work: string): Promise<Row[]> {
-  const shards = path.join(work, 'shards');
+/** Bytes read from the source to take one 1 MiB member out of a TAR and a ZIP shard of `data`. */
+async function shardCase(data: DataSet, ctx: Ctx): Promise<Row[]> {
+  const shards = path.join(ctx.work, 'shards');
   fs.mkdirSync(shards, { recursive: true });
-  const list = path.join(work, 'shard.list');
-  fs.writeFileSync(list, `${data.names.join('\n')}\n`);
-  const tar = path.join(shards, 'big.tar');
-  const zip = path.join(shards, 'big.zip');
-  if (!fs.existsSync(tar)) execFileSync('tar', ['cf', tar, '-C', data.dir, '-T', list]);
-  if (!fs.existsSync(zip)) {
-    const py = 'import sys, zipfile, os\nwith zipfile.ZipFile(sys.argv[2], "w", 0, allowZip64=True) as z:\n    for n in open(sys.argv[3]).read().split():\n        z.write(os.path.join(sys.argv[1], n), n)';
-    execFileSync('python3', ['-c', py, data.dir, zip, list]);
-  }
-  const member = data.names[Math.floor(data.names.length * 0.75)]!;
+  const list = writeList(path.join(ctx.work, 'shard.list'), data.names);
+  const stem = path.basename(data.dir);
+  const member = data.names[Math.floor(data.names.length * SHARD_MEMBER_AT)]!;
   const rows: Row[] = [];
-  for (const shard of ['big.tar', 'big.zip']) {
-    const spec = path.join(work, `shard-${shard}.json`);
+  for (const kind of ['tar', 'zip'] as const) {
+    const shard = `${stem}.${kind}`;
+    const file = path.join(shards, shard);
+    if (!fs.existsSync(file)) {
+      ensureDisk(shards, data.bytes, DISK_SLACK, file);
+      process.stderr.write(`building ${file}\n`);
+      const tmp = `${file}.tmp`;
+      if (kind === 'tar') execFileSync('tar', ['cf', tmp, '-C', data.dir, '-T', list]);
+      else execFileSync('python3', ['-c', ZIP_STORE_PY, data.dir, tmp, list]);
+      fs.renameSync(tmp, file);
+    }
+    const spec = path.join(ctx.work, `shard-${kind}.spec.json`);
     fs.writeFileSync(spec, JSON.stringify({ in: [{ objname: shard, archpath: member }] }));
     const rep = await engineChild(shards, spec);
-    const shardMiB = fs.statSync(path.join(shards, shard)).size / (1 << 20);
-    const overhead = (rep.sourceBytes - (1 << 20)) / (1 << 20);
+    checkChild(`shard ${kind}`, rep, { bytes: tarSize([{ name: `${entryName(shard)}/${member}`, size: BIG_FILE }]), payloadBytes: BIG_FILE, entries: 1 });
+    const overhead = round(mibOf(rep.sourceBytes - BIG_FILE), 3);
     rows.push({
-      name: `bytes read beyond the member, one 1 MiB member of a ${shardMiB.toFixed(0)} MiB ${shard.endsWith('.zip') ? 'ZIP' : 'TAR'} shard`,
-      ours: round(overhead, 3),
-      baseline: 1,
+      name: `bytes read beyond one 1 MiB member of a ${mibOf(fs.statSync(file).size).toFixed(0)} MiB ${kind.toUpperCase()} shard`,
+      case: 'shard',
+      ours: overhead,
+      baseline: SHARD_OVERHEAD_TARGET_MIB,
       unit: 'MiB',
-      ratio: round(overhead, 3),
-      note: 'source bytes read minus the member itself; baseline is the target (under 1 MiB)',
+      ratio: round(overhead / SHARD_OVERHEAD_TARGET_MIB, 3),
+      note: `source bytes read minus the member; baseline is the target (${SHARD_OVERHEAD_TARGET_MIB} MiB); ratio below 1 meets it`,
+      repeats: { ours: summarize([overhead], 3), baseline: null },
     });
   }
   return rows;
 }
 
-async function rssCase(work: string, fileMiB: number, times: number): Promise<Row[]> {
-  const dir = path.join(work, `rss-${fileMiB}m`);
+const ZIP_STORE_PY = `import os, sys, zipfile
+with zipfile.ZipFile(sys.argv[2], "w", zipfile.ZIP_STORED, allowZip64=True) as z:
+    for n in open(sys.argv[3]).read().split():
+        z.write(os.path.join(sys.argv[1], n), n)`;
+
+/** Peak RSS of a 4 GiB TAR batch, through the engine (resourceUsage) and the CLI (GNU time). */
+async function rssCase(ctx: Ctx): Promise<Row[]> {
+  const dir = path.join(ctx.work, `rss-${RSS_FILE_MIB}m`);
   const file = path.join(dir, 'blob.bin');
-  if (!fs.existsSync(file) || fs.statSync(file).size !== fileMiB << 20) {
+  if (fs.statSync(file, { throwIfNoEntry: false })?.size !== RSS_FILE_MIB * 2 ** 20) {
     fs.mkdirSync(dir, { recursive: true });
+    ensureDisk(dir, RSS_FILE_MIB * 2 ** 20, DISK_SLACK, file);
+    process.stderr.write(`generating ${file}\n`);
     const fd = fs.openSync(file, 'w');
-    for (let i = 0; i < fileMiB; i++) fs.writeSync(fd, randomBytes(1 << 20));
+    for (let i = 0; i < RSS_FILE_MIB; i++) fs.writeSync(fd, randomBytes(1 << 20));
     fs.closeSync(fd);
   }
-  const spec = path.join(work, 'rss.spec.json');
-  writeSpec(spec, Array.from({ length: times }, () => 'blob.bin'));
-  const total = (fileMiB << 20) * times;
-  const rep = await engineChild(dir, spec);
-  if (rep.bytes < total) throw new Error(`rss: engine delivered ${rep.bytes} bytes, expected more than ${total}`);
-  const rows: Row[] = [
-    {
-      name: `peak RSS, engine, ${(total / 2 ** 30).toFixed(0)} GiB batch`,
-      ours: round(rep.maxRssKiB / 1024),
-      baseline: RSS_TARGET_MIB,
-      unit: 'MiB',
-      ratio: round(rep.maxRssKiB / 1024 / RSS_TARGET_MIB, 3),
-      note: `baseline is the target (${RSS_TARGET_MIB} MiB); ratio < 1 meets it`,
-    },
-  ];
-  // The CLI's peak too, where GNU time is installed (Debian package `time`).
-  if (fs.existsSync('/usr/bin/time')) {
-    const r = spawnSync('/usr/bin/time', ['-f', '%M', process.execPath, CLI, 'get-batch', 'd', '--root', `d=${dir}`, '--spec', spec, '--nv', '-'], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    const kib = Number(r.stderr.toString().trim().split('\n').pop());
-    if (r.status !== 0 || !Number.isFinite(kib)) throw new Error(`rss: the CLI failed: ${r.stderr.toString()}`);
-    rows.push({
-      name: `peak RSS, CLI to stdout, ${(total / 2 ** 30).toFixed(0)} GiB batch`,
-      ours: round(kib / 1024),
-      baseline: RSS_TARGET_MIB,
-      unit: 'MiB',
-      ratio: round(kib / 1024 / RSS_TARGET_MIB, 3),
-      note: `baseline is the target (${RSS_TARGET_MIB} MiB); ratio < 1 meets it`,
-    });
+  const names = Array.from({ length: RSS_TIMES }, () => 'blob.bin');
+  const spec = writeSpec(path.join(ctx.work, 'rss.spec.json'), names);
+  const payload = RSS_TIMES * RSS_FILE_MIB * 2 ** 20;
+  const want = { bytes: tarSize(names.map((n) => ({ name: entryName(n), size: RSS_FILE_MIB * 2 ** 20 }))), payloadBytes: payload, entries: RSS_TIMES };
+  const repeats = Math.min(ctx.repeats, RSS_REPEATS_MAX);
+  const gib = (payload / 2 ** 30).toFixed(0);
+  const note = `peak RSS, the highest of ${repeats} runs; baseline is the target (200 MB = ${RSS_TARGET_MIB} MiB); ratio = ours / target, below 1 meets it`;
+  const row = (name: string, kib: number[]): Row => {
+    const s = summarize(kib.map((k) => k / 1024));
+    return { name, case: 'rss', ours: s.max, baseline: RSS_TARGET_MIB, unit: 'MiB', ratio: round(s.max / RSS_TARGET_MIB, 3), note, repeats: { ours: s, baseline: null } };
+  };
+
+  const engine: number[] = [];
+  for (let r = 0; r < repeats; r++) {
+    const rep = await engineChild(dir, spec);
+    checkChild('rss', rep, want);
+    engine.push(rep.maxRssKiB);
+  }
+  const rows = [row(`peak RSS, ${gib} GiB TAR batch, engine`, engine)];
+
+  // The CLI's peak needs GNU time (Debian package `time`); Node cannot see a child's peak by itself.
+  if (!fs.existsSync('/usr/bin/time')) {
+    process.stderr.write('rss: /usr/bin/time is not installed, skipping the CLI row\n');
+    return rows;
+  }
+  // To a pipe (how the CLI is used) and to /dev/null (no pipe writes can block: what the CLI
+  // itself holds, without the stdout writer's backlog).
+  const timeOut = path.join(ctx.work, 'rss.time');
+  for (const [label, sink] of [['a pipe', '| wc -c'], ['/dev/null', '> /dev/null']] as const) {
+    const kib: number[] = [];
+    for (let r = 0; r < repeats; r++) {
+      const { stdout } = await sh(`/usr/bin/time -f %M -o ${q(timeOut)} ${cli(dir, spec)} ${sink}`, COMMAND_TIMEOUT_MS);
+      if (sink.includes('wc') && Number(stdout.trim()) !== want.bytes) throw new Error(`rss: the CLI wrote ${stdout.trim()} bytes, expected ${want.bytes}`);
+      kib.push(Number(fs.readFileSync(timeOut, 'utf8').trim().split('\n').pop()));
+    }
+    rows.push(row(`peak RSS, ${gib} GiB TAR batch, CLI to ${label}`, kib));
   }
   return rows;
 }
 
-function round(x: number, digits = 1): number {
-  const f = 10 ** digits;
-  return Math.round(x * f) / f;
-}
-
-function roundStats(s: Stats): Stats {
-  return { min: round(s.min), median: round(s.median), max: round(s.max) };
-}
-
-function table(rows: Row[]): string {
-  const lines = ['| case | ojs-ml | baseline | unit | ratio | min..max (ours) |', '|---|---|---|---|---|---|'];
-  for (const r of rows) {
-    const range = r.stats ? `${r.stats.ours.min}..${r.stats.ours.max}` : '';
-    lines.push(`| ${r.name} | ${r.ours} | ${r.baseline ?? ''} | ${r.unit} | ${r.ratio ?? ''} | ${range} |`);
+function have(tool: string): boolean {
+  try {
+    execFileSync('bash', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
   }
-  return lines.join('\n');
 }
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const size = args.quick ? QUICK : FULL;
-  const repeats = args.repeats ?? size.repeats;
-  fs.mkdirSync(args.work, { recursive: true });
+  const ctx: Ctx = { work: args.work, repeats: args.repeats ?? size.repeats };
   if (!fs.existsSync(CLI) || !fs.existsSync(CHILD)) throw new Error('dist/ is missing: run `npm run build` first');
+  const tarVersion = execFileSync('tar', ['--version']).toString().split('\n')[0] ?? '';
+  if (!tarVersion.includes('GNU tar')) throw new Error(`the baseline is GNU tar; found '${tarVersion}'`);
+  fs.mkdirSync(ctx.work, { recursive: true });
+  const want = (c: CaseName) => args.only === undefined || c.startsWith(args.only);
   const started = Date.now();
-  const want = (n: string) => args.only === undefined || n.startsWith(args.only);
   const rows: Row[] = [];
-  if (want('tar-10k')) rows.push(...(await throughputCase('tar-10k', dataset(args.work, 'small', size.small, 10 << 10), args.work, repeats)));
-  if (want('tar-1m')) rows.push(...(await throughputCase('tar-1m', dataset(args.work, 'big', size.big, 1 << 20), args.work, repeats)));
-  if (want('shard')) rows.push(...(await shardCase(dataset(args.work, 'big', size.big, 1 << 20), args.work)));
-  if (want('tgz') || want('lz4')) {
-    const mixed = dataset(args.work, 'mixed', size.mixed, 1 << 20, mixedBytes);
-    if (want('tgz')) rows.push(await compressCase('tgz', 'tgz', 'gzip -1', mixed, args.work, Math.min(repeats, 3)));
-    if (want('lz4')) rows.push(await compressCase('tar.lz4', 'tar.lz4', 'lz4 -1', mixed, args.work, repeats));
-  }
-  if (want('rss')) rows.push(...(await rssCase(args.work, size.rssFileMiB, size.rssRepeat)));
+  const run = async (c: CaseName, body: () => Promise<Row[]>) => {
+    if (!want(c)) return;
+    const t0 = Date.now();
+    rows.push(...(await body()));
+    process.stderr.write(`${c}: ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+  };
+  const skip = (c: CaseName, tool: string) => {
+    if (have(tool)) return false;
+    process.stderr.write(`${c}: '${tool}' is not installed, skipping\n`);
+    return true;
+  };
+  const small = () => dataset(ctx.work, 'small', size.small, SMALL_FILE, DISK_SLACK);
+  const big = () => dataset(ctx.work, 'big', size.big, BIG_FILE, DISK_SLACK);
+  const mixed = () => dataset(ctx.work, 'mixed', size.mixed, BIG_FILE, DISK_SLACK, mixedBytes);
+
+  await run('tar-10k', () => tarCase('tar-10k', small(), ctx));
+  await run('tar-1m', () => tarCase('tar-1m', big(), ctx));
+  if (want('shard') && !skip('shard', 'python3')) await run('shard', () => shardCase(big(), ctx));
+  await run('tgz', async () => [await compressCase('tgz', 'gzip -1', 'gzip -dc', mixed(), ctx, Math.min(ctx.repeats, TGZ_REPEATS_MAX))]);
+  if (want('tar.lz4') && !skip('tar.lz4', 'lz4')) await run('tar.lz4', async () => [await compressCase('tar.lz4', 'lz4 -1', 'lz4 -dc', mixed(), ctx, ctx.repeats)]);
+  await run('rss', () => rssCase(ctx));
 
   const machine = {
     date: new Date().toISOString(),
     node: process.version,
-    cpus: os.cpus().length,
+    nproc: os.availableParallelism(),
+    cpu: os.cpus()[0]?.model ?? 'unknown',
     memGiB: round(os.totalmem() / 2 ** 30),
-    tar: execFileSync('tar', ['--version']).toString().split('\n')[0],
+    kernel: os.release(),
+    tar: tarVersion,
     quick: args.quick,
-    repeats,
+    repeats: ctx.repeats,
     seconds: round((Date.now() - started) / 1000),
   };
-  const md = `${table(rows)}\n\nMachine: ${machine.cpus} cores, ${machine.memGiB} GiB, Node ${machine.node}, ${machine.tar}; ${repeats} repeats, medians; ${machine.date}; took ${machine.seconds} s.\n`;
+  const md = `${table(rows)}\n\n${machine.nproc} cores (${machine.cpu}), ${machine.memGiB} GiB, Node ${machine.node}, ${machine.tar}; ${machine.quick ? 'quick, ' : ''}${machine.repeats} repeats, medians; ${machine.date}; took ${machine.seconds} s.\n`;
   process.stdout.write(`\n${md}`);
-  if (!args.quick && args.only === undefined) {
-    fs.mkdirSync(RESULTS, { recursive: true });
-    fs.writeFileSync(path.join(RESULTS, 'latest.json'), `${JSON.stringify(rows.map((r) => ({ ...r, machine })), null, 2)}\n`);
-    fs.writeFileSync(path.join(RESULTS, 'latest.md'), md);
-    process.stderr.write(`wrote bench/results/latest.json and latest.md\n`);
-  }
+  const reference = !args.quick && args.only === undefined;
+  const dir = reference ? RESULTS : ctx.work;
+  const stem = reference ? 'latest' : 'last-run';
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, `${stem}.json`), `${JSON.stringify(rows.map((r) => ({ ...r, machine })), null, 2)}\n`);
+  fs.writeFileSync(path.join(dir, `${stem}.md`), md);
+  process.stderr.write(`wrote ${path.join(dir, stem)}.{json,md}\n`);
 }
 
+process.once('SIGINT', () => {
+  killRunning();
+  process.exit(130);
+});
 main().catch((e: unknown) => {
-  process.stderr.write(`bench failed: ${(e as Error).message}\n`);
+  killRunning();
+  process.stderr.write(`bench failed: ${e instanceof Error ? e.message : String(e)}\n`);
   process.exit(1);
 });
