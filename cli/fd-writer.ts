@@ -1,118 +1,135 @@
 /**
- * A Writable for a file descriptor (stdout) whose write(2) calls run on a worker thread.
+ * A Writable for stdout whose writes run on libuv's thread pool with blocking calls.
+ *
  * process.stdout writes to a pipe synchronously, so while the reader of the pipe is slow the
- * event loop stops, and with it every read in flight; here reads and writes overlap.
+ * event loop stops, and with it every read in flight. Once anything touches process.stdout, Node
+ * makes a pipe on fd 1 non-blocking, and O_NONBLOCK belongs to the open file description, so a
+ * pipe is opened afresh (Linux /proc) to get blocking writes that wait on a pool thread instead.
+ * (A worker thread did the same before; its own V8 heap and message copies cost ~110 MiB of RSS.)
  */
+import * as fs from 'node:fs';
 import { Writable } from 'node:stream';
-import { Worker } from 'node:worker_threads';
 
-const MAX_IN_FLIGHT = 8 << 20; // bytes handed to the worker and not yet written
+const MAX_QUEUED = 8 << 20; // bytes accepted and not yet written; write() is held back beyond
+const MAX_IOV = 64; // buffers per writev call
+const EAGAIN_WAIT_MS = 1; // a non-blocking fd we could not reopen (socket) is retried this often
 const DESTROY_GRACE_MS = 10_000; // how long a destroyed writer may take to write what it was given
 
-// Plain JS, run with eval: the worker needs nothing of ours. Once anything touches
-// process.stdout, Node makes a pipe on fd 1 non-blocking; O_NONBLOCK belongs to the open file
-// description, so the worker opens the pipe afresh (Linux /proc) to write with blocking calls.
-// Elsewhere EAGAIN is waited out a millisecond at a time.
-const WORKER_SOURCE = `
-const { parentPort, workerData } = require('node:worker_threads');
-const fs = require('node:fs');
-const nap = new Int32Array(new SharedArrayBuffer(4));
-let fd = workerData.fd;
-try {
-  if (fs.fstatSync(fd).isFIFO()) fd = fs.openSync('/proc/self/fd/' + fd, fs.constants.O_WRONLY);
-} catch {}
-parentPort.on('message', (msg) => {
-  if (msg === null) return parentPort.postMessage({ done: true });
-  const buf = Buffer.from(msg.buffer, msg.byteOffset, msg.byteLength);
-  try {
-    for (let off = 0; off < buf.length; ) {
-      try {
-        off += fs.writeSync(fd, buf, off, buf.length - off);
-      } catch (e) {
-        if (e.code !== 'EAGAIN') throw e;
-        Atomics.wait(nap, 0, 0, 1);
-      }
-    }
-    parentPort.postMessage({ written: buf.length });
-  } catch (e) {
-    parentPort.postMessage({ error: String(e.message), code: e.code });
-  }
-});
-`;
-
-interface Reply {
-  done?: boolean;
-  written?: number;
-  error?: string;
-  code?: string;
-}
-
 export class FdWriter extends Writable {
-  private readonly worker: Worker;
-  private inFlight = 0;
+  private readonly fd: number;
+  private readonly ownFd: boolean;
+  private readonly queue: Buffer[] = [];
+  private queued = 0;
+  private writing = false;
+  private writeError: Error | undefined;
   private waiting: ((err?: Error | null) => void) | undefined;
-  private finishing: ((err?: Error | null) => void) | undefined;
-  private writeFailed = false;
+  private idle: (() => void) | undefined;
 
   constructor(fd: number) {
     super({ highWaterMark: 1 << 20 });
-    this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { fd } });
-    this.worker.on('message', (m: Reply) => this.onReply(m));
-    this.worker.on('error', (e) => this.destroy(e));
+    let own = -1;
+    try {
+      if (fs.fstatSync(fd).isFIFO()) own = fs.openSync(`/proc/self/fd/${fd}`, fs.constants.O_WRONLY);
+    } catch {
+      // not Linux, or no /proc: EAGAIN is waited out below
+    }
+    this.ownFd = own >= 0;
+    this.fd = own >= 0 ? own : fd;
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    // A buffer that owns its whole memory moves to the worker; a slice of a shared pool is copied.
-    const owns = chunk.byteOffset === 0 && chunk.byteLength === chunk.buffer.byteLength && chunk.buffer instanceof ArrayBuffer;
-    const length = chunk.byteLength; // a transferred buffer reads 0 afterwards
-    const msg = new Uint8Array(chunk.buffer, chunk.byteOffset, length);
-    this.worker.postMessage(msg, owns ? [chunk.buffer as ArrayBuffer] : []);
-    this.inFlight += length;
-    if (this.inFlight < MAX_IN_FLIGHT) cb();
-    else this.waiting = cb;
+    this.accept([chunk], cb);
+  }
+
+  override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
+    this.accept(
+      chunks.map((c) => c.chunk),
+      cb,
+    );
   }
 
   override _final(cb: (err?: Error | null) => void): void {
-    this.finishing = cb;
-    this.worker.postMessage(null);
+    this.whenIdle(() => cb(this.writeError));
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    // Bytes already handed over are written first: a failed archive's last bytes are what make
-    // it invalid for its reader (see src/archive/fail.ts).
-    const stop = () => void this.worker.terminate().then(() => cb(err), () => cb(err));
-    if (this.inFlight === 0 || this.writeFailed) return stop();
-    const timer = setTimeout(stop, DESTROY_GRACE_MS);
-    this.finishing = () => {
-      clearTimeout(timer);
-      stop();
+    // Bytes already accepted are written first: a failed archive's last bytes are what make it
+    // invalid for its reader (see src/archive/fail.ts).
+    const close = () => {
+      this.queue.length = 0;
+      if (this.ownFd) fs.close(this.fd, () => cb(err));
+      else cb(err);
     };
-    this.worker.postMessage(null);
+    if (this.writeError !== undefined || (!this.writing && this.queued === 0)) return close();
+    const timer = setTimeout(close, DESTROY_GRACE_MS);
+    this.whenIdle(() => {
+      clearTimeout(timer);
+      close();
+    });
   }
 
-  private onReply(m: Reply): void {
-    if (m.error !== undefined) {
-      this.writeFailed = true;
-      const e = Object.assign(new Error(m.error), { code: m.code });
-      const w = this.waiting ?? this.finishing;
-      this.waiting = this.finishing = undefined;
-      if (w !== undefined) w(e);
-      else this.destroy(e);
-      return;
+  private accept(chunks: Buffer[], cb: (err?: Error | null) => void): void {
+    if (this.writeError !== undefined) return cb(this.writeError);
+    for (const c of chunks) {
+      this.queue.push(c);
+      this.queued += c.length;
     }
-    if (m.done) {
-      this.inFlight = 0;
-      const f = this.finishing;
-      this.finishing = undefined;
-      void this.worker.terminate();
+    this.pump();
+    if (this.queued < MAX_QUEUED) cb();
+    else this.waiting = cb;
+  }
+
+  private whenIdle(fn: () => void): void {
+    if (!this.writing && this.queued === 0) return fn();
+    this.idle = fn;
+  }
+
+  private pump(): void {
+    if (this.writing || this.queue.length === 0 || this.writeError !== undefined) return;
+    this.writing = true;
+    const iov = this.queue.slice(0, MAX_IOV);
+    fs.writev(this.fd, iov, (err, written) => {
+      this.writing = false;
+      if (err !== null) {
+        if (err.code === 'EAGAIN') {
+          setTimeout(() => this.pump(), EAGAIN_WAIT_MS);
+          return;
+        }
+        return this.fail(err);
+      }
+      this.consume(written);
+      if (this.waiting !== undefined && this.queued < MAX_QUEUED) {
+        const w = this.waiting;
+        this.waiting = undefined;
+        w();
+      }
+      if (this.queue.length > 0) return this.pump();
+      const f = this.idle;
+      this.idle = undefined;
       f?.();
-      return;
+    });
+  }
+
+  /** Drops `n` written bytes from the head of the queue; a partly written buffer keeps its rest. */
+  private consume(n: number): void {
+    this.queued -= n;
+    while (n > 0) {
+      const head = this.queue[0]!;
+      if (head.length <= n) {
+        n -= head.length;
+        this.queue.shift();
+      } else {
+        this.queue[0] = head.subarray(n);
+        n = 0;
+      }
     }
-    this.inFlight -= m.written ?? 0;
-    if (this.waiting !== undefined && this.inFlight < MAX_IN_FLIGHT) {
-      const w = this.waiting;
-      this.waiting = undefined;
-      w();
-    }
+  }
+
+  private fail(err: Error): void {
+    this.writeError = err;
+    const w = this.waiting ?? this.idle;
+    this.waiting = this.idle = undefined;
+    if (w !== undefined) w(err);
+    else this.destroy(err);
   }
 }

@@ -5,7 +5,7 @@
  * header whose data never comes (for readers that walk local headers in order).
  */
 import { Readable } from 'node:stream';
-import { ZipArchive } from 'archiver';
+import type { ZipArchive } from 'archiver';
 import { OjsError, abortedError } from '../spec/errors.js';
 import { failAfterDrain } from './fail.js';
 import type { ArchiveWriter, EntryBody, EntryHeader } from './types.js';
@@ -19,49 +19,62 @@ export interface ZipOptions {
   deflateLevel?: number;
 }
 
+// archiver takes ~140 ms to import; only ZIP batches pay it, when their first entry comes.
+let archiverModule: Promise<typeof import('archiver')> | undefined;
+
 export class ZipWriter implements ArchiveWriter {
   readonly output: Readable;
-  private readonly zip: ZipArchive;
+  private zip: ZipArchive | undefined;
+  private loading: Promise<ZipArchive> | undefined;
   private failure: Error | undefined;
 
-  constructor(opts: ZipOptions = {}) {
-    const deflate = opts.deflateLevel !== undefined;
-    this.zip = new ZipArchive({ store: !deflate, zlib: deflate ? { level: opts.deflateLevel } : undefined });
-    const zip = this.zip;
+  constructor(private readonly opts: ZipOptions = {}) {
     this.output = new Readable({
       highWaterMark: OUTPUT_HIGH_WATER,
-      read: () => zip.resume(),
+      read: () => this.zip?.resume(),
       destroy: (err, cb) => {
         this.failure ??= err ?? new OjsError('Aborted', 'archive output closed before the end');
-        zip.destroy();
+        this.zip?.destroy();
         cb(err);
       },
     });
-    zip.on('data', (c: Buffer) => {
-      if (!this.output.push(c)) zip.pause();
+  }
+
+  private archive(): Promise<ZipArchive> {
+    this.loading ??= (archiverModule ??= import('archiver')).then(({ ZipArchive }) => {
+      const deflate = this.opts.deflateLevel !== undefined;
+      const zip = new ZipArchive({ store: !deflate, zlib: deflate ? { level: this.opts.deflateLevel } : undefined });
+      zip.on('data', (c: Buffer) => {
+        if (!this.output.push(c)) zip.pause();
+      });
+      zip.on('end', () => this.output.push(null));
+      zip.on('error', (e: Error) => this.destroy(e));
+      this.zip = zip;
+      return zip;
     });
-    zip.on('end', () => this.output.push(null));
-    zip.on('error', (e: Error) => this.destroy(e));
+    return this.loading;
   }
 
   async add(h: EntryHeader, body: EntryBody, signal: AbortSignal): Promise<void> {
+    this.check(signal);
+    const zip = this.zip ?? (await this.archive());
     this.check(signal);
     const source = Array.isArray(body) ? exactBuffer(h, body as readonly Buffer[]) : Readable.from(exactly(h, body as AsyncIterable<Buffer>));
     await new Promise<void>((resolve, reject) => {
       const onAbort = () => done(abortedError(signal));
       const done = (e?: Error) => {
-        this.zip.off('entry', onEntry);
-        this.zip.off('error', done);
+        zip.off('entry', onEntry);
+        zip.off('error', done);
         signal.removeEventListener('abort', onAbort);
         if (e === undefined) resolve();
         else reject(e);
       };
       const onEntry = () => done();
-      this.zip.once('entry', onEntry);
-      this.zip.once('error', done);
+      zip.once('entry', onEntry);
+      zip.once('error', done);
       signal.addEventListener('abort', onAbort, { once: true });
       if (!Buffer.isBuffer(source)) source.once('error', done);
-      this.zip.append(source, { name: h.name, date: h.mtime && h.mtime > DOS_EPOCH ? h.mtime : DOS_EPOCH, mode: h.mode ?? FILE_MODE });
+      zip.append(source, { name: h.name, date: h.mtime && h.mtime > DOS_EPOCH ? h.mtime : DOS_EPOCH, mode: h.mode ?? FILE_MODE });
     }).catch((e: unknown) => {
       this.destroy(e as Error);
       throw e;
@@ -70,13 +83,15 @@ export class ZipWriter implements ArchiveWriter {
 
   async finalize(): Promise<void> {
     this.check();
-    await this.zip.finalize();
+    const zip = this.zip ?? (await this.archive());
+    this.check();
+    await zip.finalize();
   }
 
   destroy(err: Error): void {
     if (this.failure !== undefined) return;
     this.failure = err;
-    this.zip.abort();
+    this.zip?.abort();
     failAfterDrain(this.output, truncatedLocalHeader(), err);
   }
 
