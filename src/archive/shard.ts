@@ -6,19 +6,22 @@
  * - ZIP: read the end records (zip64 too) and the central directory, then one ranged read per
  *   member (STORE as is, DEFLATE inflated).
  * A member is a contiguous byte range of the shard (or a deflated one), so opening it is one more
- * ranged open. Compressed TAR shards (.tgz, .tar.lz4) need a streaming pass: not here yet.
+ * ranged open. Compressed TAR shards (.tgz, .tar.lz4) have no offsets: shard-stream.ts makes one
+ * decompressing pass per batch that keeps the wanted members.
  */
 import { Readable, Transform, type TransformCallback } from 'node:stream';
-import { createInflateRaw } from 'node:zlib';
+import * as fs from 'node:fs';
+import { createGunzip, createInflateRaw } from 'node:zlib';
 import { OjsError } from '../spec/errors.js';
 import { resolveRange, type ByteRange } from '../spec/range.js';
 import type { ObjectRef, ObjectSource, OpenedObject } from '../sources/types.js';
+import { extractTarMembers, type ExtractedMembers } from './shard-stream.js';
+import { TAR_BLOCK, checksumOk, octal, paxValue, tarSize, ustarName } from './tar-read.js';
 
-const TAR_BLOCK = 512;
 const TAR_SMALL_READ = 64 << 10; // after a small member, read this much at once: the next headers are likely in it
 const ZIP_TAIL = (64 << 10) + 22 + 20; // the end record, its longest comment, and the zip64 locator
 
-export type ShardFormat = 'tar' | 'zip';
+export type ShardFormat = 'tar' | 'zip' | 'tgz' | 'tar.lz4';
 
 interface Member {
   /** TAR: where the data starts; ZIP: where the local header starts (its length is read at open). */
@@ -33,27 +36,32 @@ interface Member {
 
 export interface ShardIndex {
   format: ShardFormat;
+  /** Where members are (TAR, ZIP). */
   members: Map<string, Member>;
+  /** Members already taken out of a compressed shard, by its one pass. */
+  extracted?: ExtractedMembers;
 }
 
 /** The shard's format by its name, then by its first bytes. */
 export async function detectShardFormat(source: ObjectSource, ref: ObjectRef, signal: AbortSignal): Promise<ShardFormat> {
   const lower = ref.key.toLowerCase();
-  if (lower.endsWith('.tgz') || lower.endsWith('.tar.gz') || lower.endsWith('.tar.lz4')) throw compressedShard(ref);
+  if (lower.endsWith('.tgz') || lower.endsWith('.tar.gz')) return 'tgz';
+  if (lower.endsWith('.tar.lz4')) return 'tar.lz4';
   if (lower.endsWith('.tar')) return 'tar';
   if (lower.endsWith('.zip')) return 'zip';
   const size = (await source.stat(ref, { signal })).size;
   const head = await readRange(source, ref, 0, Math.min(size, TAR_BLOCK), signal);
   if (head.length >= 4 && head.readUInt32LE(0) === 0x04034b50) return 'zip';
   if (head.length === TAR_BLOCK && head.toString('latin1', 257, 262) === 'ustar') return 'tar';
-  if (head[0] === 0x1f && head[1] === 0x8b) throw compressedShard(ref);
-  if (head.length >= 4 && head.readUInt32LE(0) === 0x184d2204) throw compressedShard(ref);
+  if (head[0] === 0x1f && head[1] === 0x8b) return 'tgz';
+  if (head.length >= 4 && head.readUInt32LE(0) === 0x184d2204) return 'tar.lz4';
   throw new OjsError('BadSpec', `'${ref.key}' is not a TAR or ZIP shard (by name or content), so it has no members`, { code: 'ERR_NOT_A_SHARD', context: ctx(ref) });
 }
 
 /** Indexes a shard far enough to find `wanted` (all of it when a name is missing). */
 export async function indexShard(source: ObjectSource, ref: ObjectRef, wanted: ReadonlySet<string>, signal: AbortSignal): Promise<ShardIndex> {
   const format = await detectShardFormat(source, ref, signal);
+  if (format === 'tgz' || format === 'tar.lz4') return { format, members: new Map(), extracted: await extractCompressed(source, ref, format, wanted, signal) };
   const size = (await source.stat(ref, { signal })).size;
   const members = format === 'tar' ? await walkTar(source, ref, size, wanted, signal) : await readZipDirectory(source, ref, size, signal);
   return { format, members };
@@ -61,6 +69,7 @@ export async function indexShard(source: ObjectSource, ref: ObjectRef, wanted: R
 
 /** Opens a member like a whole object: exact length, range within the member, a body. */
 export async function openMember(source: ObjectSource, ref: ObjectRef, index: ShardIndex, name: string, range: ByteRange | undefined, signal: AbortSignal): Promise<OpenedObject> {
+  if (index.extracted !== undefined) return openExtracted(ref, index.extracted, name, range, signal);
   const m = index.members.get(stripSlash(name));
   if (m === undefined) {
     throw new OjsError('NotFound', `no member '${name}' in shard ${ref.bucket}/${ref.key}`, { code: 'ERR_NO_SUCH_MEMBER', context: ctx(ref) });
@@ -87,6 +96,51 @@ export async function openMember(source: ObjectSource, ref: ObjectRef, index: Sh
   const body = compressed.pipe(createInflateRaw()).pipe(new Slice(r.offset, r.length, m.size, name));
   compressed.on('error', (e) => body.destroy(e));
   return { length: r.length, range: r, size: m.size, mtime: m.mtime ?? o.mtime, body };
+}
+
+async function extractCompressed(source: ObjectSource, ref: ObjectRef, format: 'tgz' | 'tar.lz4', wanted: ReadonlySet<string>, signal: AbortSignal): Promise<ExtractedMembers> {
+  if (format === 'tar.lz4') throw compressedShard(ref);
+  const o = await source.open(ref, { signal });
+  const raw = o.bytes !== undefined ? Readable.from([o.bytes]) : o.body;
+  // Node's gunzip reads every member of a multi-member file (ours, pigz, bgzip).
+  const tar = raw.pipe(createGunzip());
+  raw.once('error', (e) => tar.destroy(e));
+  tar.once('close', () => raw.destroy());
+  try {
+    return await extractTarMembers(tar, wanted, signal, `${ref.bucket}/${ref.key}`);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code?.startsWith('Z_') === true) throw badShard(ref, `is not valid gzip: ${err.message}`);
+    throw e;
+  }
+}
+
+function openExtracted(ref: ObjectRef, ex: ExtractedMembers, name: string, range: ByteRange | undefined, signal: AbortSignal): OpenedObject {
+  const m = ex.members.get(stripSlash(name));
+  if (m === undefined) {
+    throw new OjsError('NotFound', `no member '${name}' in shard ${ref.bucket}/${ref.key}`, { code: 'ERR_NO_SUCH_MEMBER', context: ctx(ref) });
+  }
+  const r = resolveRange(range, m.size, ctx(ref));
+  const meta = { length: r.length, range: r, size: m.size, mtime: m.mtime };
+  if ('file' in m) {
+    if (r.length === 0) return { ...meta, bytes: Buffer.alloc(0), body: Readable.from([]) };
+    return { ...meta, body: fs.createReadStream(m.file, { start: r.offset, end: r.offset + r.length - 1, signal }) };
+  }
+  const bytes = sliceChunks(m.chunks, r.offset, r.length);
+  return { ...meta, bytes, get body() { return Readable.from([bytes]); } };
+}
+
+function sliceChunks(chunks: readonly Buffer[], offset: number, length: number): Buffer {
+  const parts: Buffer[] = [];
+  let pos = 0;
+  for (const c of chunks) {
+    const from = Math.max(offset - pos, 0);
+    const to = Math.min(offset + length - pos, c.length);
+    if (to > from) parts.push(c.subarray(from, to));
+    pos += c.length;
+    if (pos >= offset + length) break;
+  }
+  return parts.length === 1 ? parts[0]! : Buffer.concat(parts, length);
 }
 
 /** Bytes [skip, skip+take) of an inflated member whose full size is known; anything else is an error. */
@@ -149,7 +203,7 @@ async function walkTar(source: ObjectSource, ref: ObjectRef, size: number, wante
     const next = dataAt + Math.ceil(bodySize / TAR_BLOCK) * TAR_BLOCK;
     if (type === 'x' || type === 'L') {
       const meta = (await block(dataAt, bodySize)).toString('utf8');
-      longName = type === 'L' ? meta.replace(/\0+$/, '') : (paxPath(meta) ?? longName);
+      longName = type === 'L' ? meta.replace(/\0+$/, '') : (paxValue(meta, 'path') ?? longName);
     } else {
       if (type === '0' || type === '\0' || type === '7') {
         const name = stripSlash(longName ?? ustarName(h));
@@ -165,52 +219,6 @@ async function walkTar(source: ObjectSource, ref: ObjectRef, size: number, wante
     pos = next;
   }
   return members;
-}
-
-function checksumOk(h: Buffer): boolean {
-  let sum = 0;
-  for (let i = 0; i < TAR_BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : h[i]!;
-  return octal(h, 148, 8) === sum;
-}
-
-function tarSize(h: Buffer): number {
-  if ((h[124]! & 0x80) !== 0) {
-    let n = 0;
-    for (let i = 125; i < 136; i++) n = n * 256 + h[i]!;
-    return n;
-  }
-  return octal(h, 124, 12);
-}
-
-function octal(h: Buffer, off: number, len: number): number {
-  const s = h.toString('latin1', off, off + len).replace(/[\0 ]+$/g, '').trim();
-  return s === '' ? 0 : parseInt(s, 8);
-}
-
-function ustarName(h: Buffer): string {
-  const cstr = (off: number, len: number) => {
-    const end = h.indexOf(0, off);
-    return h.toString('utf8', off, end < 0 || end > off + len ? off + len : end);
-  };
-  const name = cstr(0, 100);
-  const prefix = h.toString('latin1', 257, 262) === 'ustar' ? cstr(345, 155) : '';
-  return prefix === '' ? name : `${prefix}/${name}`;
-}
-
-function paxPath(records: string): string | undefined {
-  let rest = records;
-  let path: string | undefined;
-  while (rest.length > 0) {
-    const sp = rest.indexOf(' ');
-    const len = parseInt(rest.slice(0, sp), 10);
-    if (!(len > 0)) break;
-    const rec = Buffer.from(rest).subarray(0, len).toString('utf8');
-    const kv = rec.slice(rec.indexOf(' ') + 1, -1);
-    const eq = kv.indexOf('=');
-    if (kv.slice(0, eq) === 'path') path = kv.slice(eq + 1);
-    rest = Buffer.from(rest).subarray(len).toString('utf8');
-  }
-  return path;
 }
 
 // --- ZIP ---------------------------------------------------------------------------------
@@ -298,7 +306,7 @@ function badShard(ref: ObjectRef, why: string): OjsError {
 }
 
 function compressedShard(ref: ObjectRef): OjsError {
-  return new OjsError('Unsupported', `members of compressed shards (${ref.key}) are not available yet; TAR and ZIP shards are`, {
+  return new OjsError('Unsupported', `members of TAR.LZ4 shards (${ref.key}) are not available yet; TAR, TGZ and ZIP shards are`, {
     code: 'ERR_UNSUPPORTED_SHARD',
     context: ctx(ref),
   });

@@ -172,15 +172,23 @@ class Runner {
       }
       await this.writer.finalize();
       this.detach();
+      await this.disposeShards();
       return { uuid: randomUUID(), out: this.out, progress: { ...this.progress } };
     } catch (e) {
       this.detach();
+      void this.disposeShards();
       const err = signal.aborted ? abortedError(signal) : toOjsError(e);
       if (!signal.aborted) this.ac.abort(err);
       this.writer.destroy(err);
       for (const s of this.slots) if (s.opened !== undefined && s.opened.bytes === undefined) s.opened.body.destroy();
       throw err;
     }
+  }
+
+  /** Removes what compressed shards' passes spilled to disk. */
+  private async disposeShards(): Promise<void> {
+    const all = [...this.shards.values()].map((p) => p.then((i) => i.extracted?.dispose(), () => undefined));
+    await Promise.all(all).catch(() => undefined);
   }
 
   /** Opens entries ahead of the writer while both windows allow. */
