@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { getBatchCommand } from './get-batch.js';
+import { serveCommand } from './serve.js';
 import { EXIT_USAGE } from './common.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -17,5 +18,6 @@ const program = new Command('ojs-ml')
   });
 
 program.addCommand(getBatchCommand());
+program.addCommand(serveCommand());
 
 await program.parseAsync(process.argv);

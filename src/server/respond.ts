@@ -1,0 +1,301 @@
+/**
+ * Sending a batch over HTTP, for any route that has a BatchRun (GetBatch here; a Lhotse or OJS
+ * route builds its own request and calls the same `sendBatch`).
+ *
+ * - Streaming (`strm`): the archive goes out as the engine builds it, with backpressure. The
+ *   status is committed only once the first bytes are ready and the batch has not failed with
+ *   them, so that a batch failing early (a missing first entry, a refused range) still gets a
+ *   real status and a JSON error. After that, a failure cuts the connection without the final
+ *   chunk: every HTTP client sees an error, never a clean shorter archive. On success, trailers
+ *   carry the batch's uuid, counts and the indexes of missing entries.
+ * - Multipart (`!strm`): the archive is spooled (memory, then a temporary file), then the
+ *   metadata part and the archive part go out with a Content-Length. Errors before that are a
+ *   status and a JSON error.
+ */
+import type { ServerResponse } from 'node:http';
+import * as os from 'node:os';
+import { pipeline } from 'node:stream/promises';
+import { setImmediate as nextMacrotask } from 'node:timers/promises';
+import type { FastifyReply } from 'fastify';
+import type { BatchResult, BatchRun } from '../batch/engine.js';
+import { OjsError, toOjsError } from '../spec/errors.js';
+import { CONTENT_TYPES, formatExtension, type ArchiveFormat } from '../spec/format.js';
+import type { BatchOutcome } from './metrics.js';
+import { multipartFrame } from './multipart.js';
+import { Spool } from './spool.js';
+
+const SEND_STALL_MS = 60_000; // a client that takes no bytes for this long, while we have some for it, is cut off
+const FAIL_FLUSH_MS = 5_000; // after a failure, time for the bytes already written to leave before the socket is destroyed
+const SPOOL_MEMORY_BYTES = 8 << 20; // multipart: archive bytes held in memory per batch before spilling to a file
+const TRAILER_MISSING_MAX = 256; // missing-entry indexes listed in the trailer (more are counted, not listed)
+
+/** Trailers of a streamed batch that completed. */
+export const TRAILERS = {
+  uuid: 'X-Ojs-Batch-Uuid',
+  entries: 'X-Ojs-Batch-Entries',
+  missing: 'X-Ojs-Batch-Missing',
+  missingIndex: 'X-Ojs-Batch-Missing-Index',
+  bytes: 'X-Ojs-Batch-Bytes',
+} as const;
+
+/** Codes whose status is not their kind's. */
+const STATUS_BY_CODE: Record<string, number> = {
+  ERR_BODY_TOO_LARGE: 413,
+  ERR_LIMIT_ENTRIES: 413,
+  ERR_LIMIT_BATCH_BYTES: 413,
+};
+
+export function statusOf(err: OjsError): number {
+  return STATUS_BY_CODE[err.code] ?? err.httpStatus;
+}
+
+/**
+ * The JSON error body. `message` and `status` repeat the error at the top level because AIStore's
+ * Go client decodes those two fields of its own error body.
+ */
+export function errorBody(err: OjsError, status = statusOf(err)): Record<string, unknown> {
+  return { error: err.toJSON(), message: err.message, status };
+}
+
+export interface SendBatchOptions {
+  format: ArchiveFormat;
+  /** Stream the archive (true) or send metadata + archive as multipart/mixed (false). */
+  strm: boolean;
+  /** The batch's signal (the one given to runBatch): aborting it stops sending too. */
+  signal: AbortSignal;
+  /** Archive bytes past which the batch is cut off; default none. */
+  maxBytes?: number;
+  /** Multipart spool: bytes in memory (default 8 MiB), directory for the file (os.tmpdir()). */
+  spool?: { memoryBytes?: number; dir?: string; onSpill?: () => void };
+  /** Archive bytes as they are sent. */
+  onBytes?: (n: number) => void;
+}
+
+export interface SentBatch {
+  outcome: BatchOutcome;
+  /** Whether a 200 went out, after which an error can only cut the response short. */
+  committed: boolean;
+  /** Archive bytes sent. */
+  archiveBytes: number;
+  result?: BatchResult;
+  error?: OjsError;
+}
+
+const bodyBytesSent = new WeakMap<ServerResponse, number>();
+
+/** Body bytes a hijacked response sent (for the access log); undefined for others. */
+export function sentBodyBytes(res: ServerResponse): number | undefined {
+  return bodyBytesSent.get(res);
+}
+
+/** Aborts `ac` when the client goes away before the response is complete. */
+export function watchClient(res: ServerResponse, ac: AbortController): void {
+  const onClose = () => {
+    if (!res.writableFinished) ac.abort(new OjsError('Aborted', 'the client went away'));
+  };
+  if (res.destroyed) onClose();
+  else res.once('close', onClose);
+}
+
+/** Sends one batch; owns the response from here on (fastify's reply is hijacked). */
+export function sendBatch(reply: FastifyReply, run: BatchRun, opts: SendBatchOptions): Promise<SentBatch> {
+  reply.hijack();
+  bodyBytesSent.set(reply.raw, 0);
+  return opts.strm ? sendStream(reply.raw, run, opts) : sendMultipart(reply.raw, run, opts);
+}
+
+async function sendStream(res: ServerResponse, run: BatchRun, opts: SendBatchOptions): Promise<SentBatch> {
+  const maxBytes = opts.maxBytes ?? Infinity;
+  const chunks = run.stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  const seen: { failure?: OjsError } = {};
+  run.result.catch((e: unknown) => {
+    seen.failure = toOjsError(e);
+  });
+  let first: IteratorResult<Buffer>;
+  try {
+    first = await chunks.next();
+    // A failed writer hands out its last (poisoned) bytes and the engine rejects its result in
+    // the same turn; one macrotask later such a failure is known, and nothing is sent yet.
+    await nextMacrotask();
+    if (seen.failure !== undefined) throw seen.failure;
+    if (!first.done && first.value.length > maxBytes) throw batchTooLarge(maxBytes);
+  } catch (e) {
+    void chunks.return?.();
+    return refuse(res, await batchError(run, e));
+  }
+
+  res.writeHead(200, {
+    'Content-Type': CONTENT_TYPES[opts.format],
+    'Cache-Control': 'no-store',
+    'X-Content-Type-Options': 'nosniff',
+    Trailer: Object.values(TRAILERS).join(', '),
+  });
+  let archiveBytes = 0;
+  try {
+    for (let r = first; !r.done; r = await chunks.next()) {
+      archiveBytes += r.value.length;
+      if (archiveBytes > maxBytes) throw batchTooLarge(maxBytes);
+      await write(res, r.value);
+      opts.onBytes?.(r.value.length);
+    }
+    const result = await run.result;
+    res.addTrailers(trailers(result, archiveBytes));
+    await end(res);
+    return { outcome: 'ok', committed: true, archiveBytes, result };
+  } catch (e) {
+    void chunks.return?.(); // destroys the archive: the engine stops every upstream read
+    const error = await batchError(run, e);
+    cutOff(res);
+    return { outcome: outcomeOf(error), committed: true, archiveBytes, error };
+  }
+}
+
+async function sendMultipart(res: ServerResponse, run: BatchRun, opts: SendBatchOptions): Promise<SentBatch> {
+  const spool = new Spool({
+    memoryBytes: opts.spool?.memoryBytes ?? SPOOL_MEMORY_BYTES,
+    dir: opts.spool?.dir ?? os.tmpdir(),
+    maxBytes: opts.maxBytes ?? Infinity,
+    onSpill: opts.spool?.onSpill,
+  });
+  let committed = false;
+  let archiveBytes = 0;
+  try {
+    let result: BatchResult;
+    try {
+      await pipeline(run.stream, spool.writable());
+      result = await run.result;
+    } catch (e) {
+      return refuse(res, await batchError(run, e));
+    }
+    const meta = JSON.stringify({ uuid: result.uuid, out: result.out });
+    const frame = multipartFrame(meta, `${result.uuid}${formatExtension(opts.format)}`);
+    res.writeHead(200, {
+      'Content-Type': frame.contentType,
+      'Content-Length': String(frame.head.length + spool.size + frame.tail.length),
+      'Cache-Control': 'no-store',
+    });
+    committed = true;
+    await write(res, frame.head);
+    for await (const chunk of spool.read(opts.signal)) {
+      await write(res, chunk);
+      archiveBytes += chunk.length;
+      opts.onBytes?.(chunk.length);
+    }
+    if (archiveBytes !== spool.size) throw new OjsError('Internal', `spool gave ${archiveBytes} of ${spool.size} bytes`, { code: 'ERR_SPOOL' });
+    await write(res, frame.tail);
+    await end(res);
+    return { outcome: 'ok', committed, archiveBytes, result };
+  } catch (e) {
+    const error = toOjsError(e);
+    // With a Content-Length, a short body is an error for every client; destroy drops the rest.
+    res.destroy();
+    return { outcome: outcomeOf(error), committed, archiveBytes, error };
+  } finally {
+    await spool.dispose();
+  }
+}
+
+/** A status and a JSON error, when nothing was sent yet. */
+function refuse(res: ServerResponse, error: OjsError): SentBatch {
+  writeError(res, error);
+  return { outcome: outcomeOf(error), committed: false, archiveBytes: 0, error };
+}
+
+/** Writes a JSON error on a raw response, if it can still take one. */
+export function writeError(res: ServerResponse, err: OjsError, headers: Record<string, string> = {}): void {
+  if (res.headersSent || res.destroyed) return;
+  const status = statusOf(err);
+  const body = Buffer.from(JSON.stringify(errorBody(err, status)));
+  res.writeHead(status, { ...headers, 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': String(body.length) });
+  res.end(body);
+  bodyBytesSent.set(res, body.length);
+}
+
+/** The batch's own error when it has one: a consumer-side abort is only the echo of it. */
+async function batchError(run: BatchRun, e: unknown): Promise<OjsError> {
+  if (e instanceof OjsError && e.kind !== 'Aborted') return e;
+  const fromRun = await run.result.then(
+    () => undefined,
+    (x: unknown) => toOjsError(x),
+  );
+  return fromRun ?? toOjsError(e);
+}
+
+function outcomeOf(err: OjsError): BatchOutcome {
+  return err.kind === 'Aborted' ? 'aborted' : 'failed';
+}
+
+function batchTooLarge(max: number): OjsError {
+  return new OjsError('BadSpec', `the batch's archive is larger than this server's limit of ${max} bytes`, { code: 'ERR_LIMIT_BATCH_BYTES' });
+}
+
+function clientGone(): OjsError {
+  return new OjsError('Aborted', 'the client went away');
+}
+
+/** Writes one chunk, waiting for the client to take it when the socket's buffer is full. */
+function write(res: ServerResponse, chunk: Buffer): Promise<void> {
+  if (res.destroyed || res.writableEnded) return Promise.reject(clientGone());
+  bodyBytesSent.set(res, (bodyBytesSent.get(res) ?? 0) + chunk.length);
+  if (res.write(chunk)) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const done = (err?: OjsError) => {
+      clearTimeout(timer);
+      res.off('drain', onDrain);
+      res.off('close', onClose);
+      if (err === undefined) resolve();
+      else reject(err);
+    };
+    const onDrain = () => done();
+    const onClose = () => done(clientGone());
+    const timer = setTimeout(() => done(new OjsError('Timeout', `the client took no data for ${SEND_STALL_MS / 1000} s`)), SEND_STALL_MS);
+    res.once('drain', onDrain);
+    res.once('close', onClose);
+  });
+}
+
+function end(res: ServerResponse): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onClose = () => (res.writableFinished ? resolve() : reject(clientGone()));
+    res.once('close', onClose);
+    res.end(() => {
+      res.off('close', onClose);
+      resolve();
+    });
+  });
+}
+
+/**
+ * Ends a committed response that failed. Not res.end(): its final chunk would make the cut
+ * archive look complete. The bytes written so far (the writer ends them inside an entry) are
+ * flushed and the connection is closed, so the chunked body never ends properly; an HTTP/1.0
+ * client still gets an archive that every reader rejects.
+ */
+function cutOff(res: ServerResponse): void {
+  const socket = res.socket;
+  if (socket === null || socket.destroyed) {
+    res.destroy();
+    return;
+  }
+  socket.end();
+  const timer = setTimeout(() => socket.destroy(), FAIL_FLUSH_MS);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
+}
+
+function trailers(result: BatchResult, archiveBytes: number): Record<string, string> {
+  const missing: number[] = [];
+  result.out.forEach((o, i) => {
+    if (o.err_msg !== undefined) missing.push(i);
+  });
+  const t: Record<string, string> = {
+    [TRAILERS.uuid]: result.uuid,
+    [TRAILERS.entries]: String(result.out.length),
+    [TRAILERS.missing]: String(missing.length),
+    [TRAILERS.bytes]: String(archiveBytes),
+  };
+  if (missing.length > 0) {
+    t[TRAILERS.missingIndex] = missing.slice(0, TRAILER_MISSING_MAX).join(',') + (missing.length > TRAILER_MISSING_MAX ? ',...' : '');
+  }
+  return t;
+}
