@@ -32,6 +32,8 @@ export class Spool {
   private leftover: string | undefined;
   private fileBytes = 0;
   private disposed = false;
+  /** The write in progress: a pipeline that fails does not wait for it, dispose must. */
+  private pending: Promise<void> | undefined;
 
   constructor(private readonly opts: SpoolOptions) {}
 
@@ -48,7 +50,8 @@ export class Spool {
     return new Writable({
       highWaterMark: WRITE_HIGH_WATER,
       write: (chunk: Buffer, _enc, cb) => {
-        this.append(chunk).then(() => cb(), cb);
+        this.pending = this.append(chunk);
+        this.pending.then(() => cb(), cb);
       },
     });
   }
@@ -114,6 +117,7 @@ export class Spool {
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
+    await this.pending?.catch(() => undefined);
     this.mem.length = 0;
     const file = this.file;
     this.file = undefined;

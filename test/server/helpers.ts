@@ -90,6 +90,20 @@ export function openFds(): number {
   return fs.readdirSync('/proc/self/fd').length;
 }
 
+/** Open descriptors of this process on files under dir (deleted files included). */
+export function fdsUnder(dir: string): string[] {
+  const out: string[] = [];
+  for (const fd of fs.readdirSync('/proc/self/fd')) {
+    try {
+      const target = fs.readlinkSync(`/proc/self/fd/${fd}`);
+      if (target.startsWith(dir)) out.push(target);
+    } catch {
+      // closed while we looked
+    }
+  }
+  return out;
+}
+
 export async function waitFor(cond: () => boolean, ms = 5000, what = 'condition'): Promise<void> {
   const deadline = Date.now() + ms;
   while (!cond()) {
