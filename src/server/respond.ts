@@ -98,10 +98,20 @@ export function watchClient(res: ServerResponse, ac: AbortController): void {
 }
 
 /** Sends one batch; owns the response from here on (fastify's reply is hijacked). */
-export function sendBatch(reply: FastifyReply, run: BatchRun, opts: SendBatchOptions): Promise<SentBatch> {
+export async function sendBatch(reply: FastifyReply, run: BatchRun, opts: SendBatchOptions): Promise<SentBatch> {
   reply.hijack();
-  bodyBytesSent.set(reply.raw, 0);
-  return opts.strm ? sendStream(reply.raw, run, opts) : sendMultipart(reply.raw, run, opts);
+  const res = reply.raw;
+  bodyBytesSent.set(res, 0);
+  try {
+    return await (opts.strm ? sendStream(res, run, opts) : sendMultipart(res, run, opts));
+  } catch (e) {
+    // A bug here must not leave the client waiting on a response nobody will finish.
+    run.stream.destroy();
+    const error = toOjsError(e);
+    if (res.headersSent) res.destroy();
+    else writeError(res, error);
+    return { outcome: 'failed', committed: res.headersSent, archiveBytes: 0, error };
+  }
 }
 
 async function sendStream(res: ServerResponse, run: BatchRun, opts: SendBatchOptions): Promise<SentBatch> {
@@ -124,11 +134,13 @@ async function sendStream(res: ServerResponse, run: BatchRun, opts: SendBatchOpt
     return refuse(res, await batchError(run, e));
   }
 
+  // Trailers need chunked framing, which HTTP/1.0 has not (Node throws on a Trailer header there).
+  const chunked = res.req.httpVersionMajor > 1 || (res.req.httpVersionMajor === 1 && res.req.httpVersionMinor >= 1);
   res.writeHead(200, {
     'Content-Type': CONTENT_TYPES[opts.format],
     'Cache-Control': 'no-store',
     'X-Content-Type-Options': 'nosniff',
-    Trailer: Object.values(TRAILERS).join(', '),
+    ...(chunked ? { Trailer: Object.values(TRAILERS).join(', ') } : {}),
   });
   let archiveBytes = 0;
   try {
@@ -139,7 +151,7 @@ async function sendStream(res: ServerResponse, run: BatchRun, opts: SendBatchOpt
       opts.onBytes?.(r.value.length);
     }
     const result = await run.result;
-    res.addTrailers(trailers(result, archiveBytes));
+    if (chunked) res.addTrailers(trailers(result, archiveBytes));
     await end(res);
     return { outcome: 'ok', committed: true, archiveBytes, result };
   } catch (e) {
@@ -165,7 +177,9 @@ async function sendMultipart(res: ServerResponse, run: BatchRun, opts: SendBatch
       await pipeline(run.stream, spool.writable());
       result = await run.result;
     } catch (e) {
-      return refuse(res, await batchError(run, e));
+      const error = await batchError(run, e);
+      await spool.dispose(); // before the answer: a client that sees it finds no spool file left
+      return refuse(res, error);
     }
     const meta = JSON.stringify({ uuid: result.uuid, out: result.out });
     const frame = multipartFrame(meta, `${result.uuid}${formatExtension(opts.format)}`);

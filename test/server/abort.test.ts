@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { request as undiciRequest } from 'undici';
@@ -105,6 +106,29 @@ describe('a batch that fails after the first byte', () => {
     const curl = await run('curl', ['-sS', '-o', '/dev/null', '-X', 'GET', '--data-binary', JSON.stringify(failing), `${server.url}/v1/ml/moss/data`]);
     expect(curl.code).not.toBe(0);
     expect(curl.stderr).toMatch(/curl: \(18\)|transfer closed|curl: \(56\)/);
+  });
+
+  it('a failure between two entries, to an HTTP/1.0 client (no chunked framing): the bytes that came end inside an entry', async () => {
+    const body = JSON.stringify({ in: [{ objname: 'big.bin' }, { objname: 'nope.bin' }], strm: true });
+    const port = Number(new URL(server.url).port);
+    const raw = await new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      const sock = net.connect(port, '127.0.0.1', () => {
+        sock.write(`POST /v1/ml/moss/data HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+      });
+      sock.on('data', (c: Buffer) => chunks.push(c));
+      sock.on('error', reject);
+      sock.on('close', () => resolve(Buffer.concat(chunks)));
+    });
+    const split = raw.indexOf('\r\n\r\n');
+    expect(raw.subarray(0, split).toString()).toMatch(/^HTTP\/1\.1 200 OK/);
+    const archive = raw.subarray(split + 4);
+    expect(archive.length).toBeGreaterThan(3 << 20);
+    const f = path.join(work, 'cut-1.0.tar');
+    fs.writeFileSync(f, archive);
+    const tar = await run('tar', ['-tf', f]);
+    expect(tar.code).not.toBe(0);
+    expect(tar.stdout.toString()).toContain('data/big.bin');
   });
 
   it('multipart: a failure is a status, since nothing is sent before the archive is complete', async () => {
