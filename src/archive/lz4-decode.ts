@@ -69,7 +69,7 @@ export class Lz4FrameDecoder extends Transform {
     return true;
   }
 
-  private take(n: number): Buffer {
+  private consume(n: number): Buffer {
     const out = this.buf.subarray(0, n);
     this.buf = this.buf.subarray(n);
     this.consumed += n;
@@ -88,13 +88,13 @@ export class Lz4FrameDecoder extends Transform {
           const flg = this.buf[4]!;
           const len = 7 + (flg & 0x08 ? 8 : 0) + (flg & 0x01 ? 4 : 0);
           if (!this.have(len)) return 'wait';
-          this.state = this.header(this.take(len));
+          this.state = this.header(this.consume(len));
           return 'ok';
         }
         if ((magic & SKIPPABLE_MASK) >>> 0 === SKIPPABLE_MAGIC) {
           if (!this.have(8)) return 'wait';
           const size = this.buf.readUInt32LE(4);
-          this.take(8);
+          this.consume(8);
           this.state = { at: 'skip', left: size };
           return 'ok';
         }
@@ -104,7 +104,7 @@ export class Lz4FrameDecoder extends Transform {
       case 'skip': {
         this.have(Math.min(s.left, this.buf.length + this.moreLen));
         const n = Math.min(s.left, this.buf.length);
-        this.take(n);
+        this.consume(n);
         s.left -= n;
         if (s.left > 0) return 'wait';
         this.state = { at: 'magic' };
@@ -117,8 +117,8 @@ export class Lz4FrameDecoder extends Transform {
         if (word === 0) {
           const tail = f.contentChecksum ? 8 : 4;
           if (!this.have(tail)) return 'wait';
-          this.take(4);
-          this.endFrame(f, f.contentChecksum ? this.take(4).readUInt32LE(0) : undefined);
+          this.consume(4);
+          this.endFrame(f, f.contentChecksum ? this.consume(4).readUInt32LE(0) : undefined);
           this.state = { at: 'magic' };
           return 'ok';
         }
@@ -128,7 +128,7 @@ export class Lz4FrameDecoder extends Transform {
         const total = 4 + size + (f.blockChecksum ? 4 : 0);
         if (!this.have(total)) return 'wait';
         const at = this.consumed;
-        const raw = this.take(total);
+        const raw = this.consume(total);
         const data = raw.subarray(4, 4 + size);
         if (f.blockChecksum && xxh32(data) !== raw.readUInt32LE(4 + size)) throw bad('has a block whose checksum does not match (corrupt data)', at);
         if (stored) {
