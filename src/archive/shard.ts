@@ -7,7 +7,7 @@
  *   member (STORE as is, DEFLATE inflated).
  * A member is a contiguous byte range of the shard (or a deflated one), so opening it is one more
  * ranged open. Compressed TAR shards (.tgz, .tar.lz4) have no offsets: shard-stream.ts makes one
- * decompressing pass per batch that keeps the wanted members.
+ * decompressing pass per shard per batch that keeps the wanted members.
  */
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import * as fs from 'node:fs';
@@ -15,6 +15,7 @@ import { createGunzip, createInflateRaw } from 'node:zlib';
 import { OjsError } from '../spec/errors.js';
 import { resolveRange, type ByteRange } from '../spec/range.js';
 import type { ObjectRef, ObjectSource, OpenedObject } from '../sources/types.js';
+import { Lz4FrameDecoder } from './lz4-decode.js';
 import { extractTarMembers, type ExtractedMembers } from './shard-stream.js';
 import { TAR_BLOCK, checksumOk, octal, paxValue, tarSize, ustarName } from './tar-read.js';
 
@@ -55,7 +56,7 @@ export async function detectShardFormat(source: ObjectSource, ref: ObjectRef, si
   if (head.length === TAR_BLOCK && head.toString('latin1', 257, 262) === 'ustar') return 'tar';
   if (head[0] === 0x1f && head[1] === 0x8b) return 'tgz';
   if (head.length >= 4 && head.readUInt32LE(0) === 0x184d2204) return 'tar.lz4';
-  throw new OjsError('BadSpec', `'${ref.key}' is not a TAR or ZIP shard (by name or content), so it has no members`, { code: 'ERR_NOT_A_SHARD', context: ctx(ref) });
+  throw new OjsError('BadSpec', `'${ref.key}' is not a TAR, TGZ, TAR.LZ4 or ZIP shard (by name or content), so it has no members`, { code: 'ERR_NOT_A_SHARD', context: ctx(ref) });
 }
 
 /** Indexes a shard far enough to find `wanted` (all of it when a name is missing). */
@@ -99,11 +100,11 @@ export async function openMember(source: ObjectSource, ref: ObjectRef, index: Sh
 }
 
 async function extractCompressed(source: ObjectSource, ref: ObjectRef, format: 'tgz' | 'tar.lz4', wanted: ReadonlySet<string>, signal: AbortSignal): Promise<ExtractedMembers> {
-  if (format === 'tar.lz4') throw compressedShard(ref);
   const o = await source.open(ref, { signal });
   const raw = o.bytes !== undefined ? Readable.from([o.bytes]) : o.body;
-  // Node's gunzip reads every member of a multi-member file (ours, pigz, bgzip).
-  const tar = raw.pipe(createGunzip());
+  // Node's gunzip reads every member of a multi-member file (ours, pigz, bgzip); our LZ4 decoder
+  // reads every frame of a concatenated one.
+  const tar = raw.pipe(format === 'tgz' ? createGunzip() : new Lz4FrameDecoder());
   raw.once('error', (e) => tar.destroy(e));
   tar.once('close', () => raw.destroy());
   try {
@@ -111,6 +112,7 @@ async function extractCompressed(source: ObjectSource, ref: ObjectRef, format: '
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     if (err.code?.startsWith('Z_') === true) throw badShard(ref, `is not valid gzip: ${err.message}`);
+    if (err.code === 'ERR_BAD_LZ4') throw badShard(ref, `is not valid LZ4: ${err.message}`);
     throw e;
   }
 }
@@ -303,11 +305,4 @@ function ctx(ref: ObjectRef): { bucket: string; key: string } {
 
 function badShard(ref: ObjectRef, why: string): OjsError {
   return new OjsError('Upstream', `shard ${ref.bucket}/${ref.key} ${why}`, { code: 'ERR_BAD_SHARD', context: ctx(ref) });
-}
-
-function compressedShard(ref: ObjectRef): OjsError {
-  return new OjsError('Unsupported', `members of TAR.LZ4 shards (${ref.key}) are not available yet; TAR, TGZ and ZIP shards are`, {
-    code: 'ERR_UNSUPPORTED_SHARD',
-    context: ctx(ref),
-  });
 }

@@ -41,9 +41,29 @@ beforeAll(async () => {
     const r = await run('tar', ['czf', path.join(dir, out), ...args, '-C', src, ...names]);
     expect(r.code, r.stderr).toBe(0);
   }
+  // LZ4 as the lz4 tool writes it: independent blocks, linked blocks with checksums, and two
+  // frames back to back (cut mid-header), as `cat a.lz4 b.lz4` makes.
+  for (const [out, args] of [
+    ['pax.tar.lz4', ['-1']],
+    ['linked.tar.lz4', ['-1', '-BD', '-BX', '--content-size', '-B4']],
+  ] as const) {
+    const r = await run('lz4', ['-q', '-f', ...args, path.join(dir, 'pax.tar'), path.join(dir, out)]);
+    expect(r.code, r.stderr).toBe(0);
+  }
   // Two gzip members, cut mid-header, as parallel compressors (pigz, ours) write them; no extension.
   const pax = fs.readFileSync(path.join(dir, 'pax.tar'));
   fs.writeFileSync(path.join(dir, 'multi-member.shard'), Buffer.concat([gzipSync(pax.subarray(0, 700)), gzipSync(pax.subarray(700))]));
+  const frames = await Promise.all([pax.subarray(0, 700), pax.subarray(700)].map((part) => run('lz4', ['-q', '-c', '-1'], { input: part })));
+  fs.writeFileSync(path.join(dir, 'multi-frame.tar.lz4'), Buffer.concat(frames.map((f) => f.stdout)));
+  // Our own archives of the same files, in every output format, as shards in turn.
+  for (const format of ['tar', 'tgz', 'zip', 'tar.lz4']) {
+    const req = parseBatchRequest({ mime: `.${format}`, onob: true, in: names.map((n) => ({ objname: `src/${n}` })) }, { bucket: 'r', provider: 'file' });
+    const r = runBatch(req, new SourceRegistry({ file: { roots: { r: dir } } }));
+    const chunks: Buffer[] = [];
+    for await (const c of r.stream as AsyncIterable<Buffer>) chunks.push(c);
+    await r.result;
+    fs.writeFileSync(path.join(dir, `ours.${format}`), Buffer.concat(chunks));
+  }
   const py = `import sys, zipfile, os
 src, out, method = sys.argv[1], sys.argv[2], int(sys.argv[3])
 with zipfile.ZipFile(out, 'w', method) as z:
@@ -100,7 +120,7 @@ with tarfile.open(sys.argv[1]) as t:
 }
 
 describe('shard members (archpath)', () => {
-  for (const shard of ['pax.tar', 'gnu.tar', 'store.zip', 'deflate.zip', 'pax.tgz', 'gnu.tar.gz', 'multi-member.shard']) {
+  for (const shard of ['pax.tar', 'gnu.tar', 'store.zip', 'deflate.zip', 'pax.tgz', 'gnu.tar.gz', 'multi-member.shard', 'pax.tar.lz4', 'linked.tar.lz4', 'multi-frame.tar.lz4']) {
     it(`reads members of ${shard} byte-exact, ranges and long/unicode names included`, async () => {
       const b = files['sub/b.txt']!;
       const { members } = await batch([
@@ -116,6 +136,23 @@ describe('shard members (archpath)', () => {
         [`${shard}/a.bin`, sha256(files['a.bin']!.subarray(100, 300))],
         [`${shard}/sub/b.txt`, sha256(b.subarray(b.length - 9))],
         [`${shard}/empty.bin`, sha256(Buffer.alloc(0))],
+      ]);
+    });
+  }
+
+  for (const format of ['tar', 'tgz', 'zip', 'tar.lz4']) {
+    it(`reads back members of its own .${format} output`, async () => {
+      const { members } = await batch([
+        { objname: `ours.${format}`, archpath: `src/${LONG}` },
+        { objname: `ours.${format}`, archpath: 'src/empty.bin' },
+        { objname: `ours.${format}`, archpath: 'src/a.bin', start: 2990, length: -1 },
+        { objname: `ours.${format}`, archpath: 'src/sub/b.txt' },
+      ]);
+      expect(members).toEqual([
+        [`ours.${format}/src/${LONG}`, sha256(files[LONG]!)],
+        [`ours.${format}/src/empty.bin`, sha256(Buffer.alloc(0))],
+        [`ours.${format}/src/a.bin`, sha256(files['a.bin']!.subarray(2990))],
+        [`ours.${format}/src/sub/b.txt`, sha256(files['sub/b.txt']!)],
       ]);
     });
   }
@@ -178,7 +215,7 @@ with zipfile.ZipFile(sys.argv[2], 'w', 0) as z:
     }
   });
 
-  it('says clearly when a shard is truncated, corrupt, compressed or not an archive', async () => {
+  it('says clearly when a shard is truncated, corrupt or not an archive', async () => {
     const tar = fs.readFileSync(path.join(dir, 'pax.tar'));
     fs.writeFileSync(path.join(dir, 'cut.tar'), tar.subarray(0, 1536 + 700));
     const corrupt = Buffer.from(tar);
@@ -187,12 +224,19 @@ with zipfile.ZipFile(sys.argv[2], 'w', 0) as z:
     const zip = fs.readFileSync(path.join(dir, 'store.zip'));
     fs.writeFileSync(path.join(dir, 'cut.zip'), zip.subarray(0, zip.length - 40));
     fs.writeFileSync(path.join(dir, 'x.tgz'), Buffer.from([0x1f, 0x8b, 8, 0]));
+    const lz4 = fs.readFileSync(path.join(dir, 'pax.tar.lz4'));
+    fs.writeFileSync(path.join(dir, 'cut.tar.lz4'), lz4.subarray(0, lz4.length - 30));
+    const badLz4 = Buffer.from(lz4);
+    badLz4[5] = badLz4[5]! ^ 0x40; // block size id: the header checksum no longer matches
+    fs.writeFileSync(path.join(dir, 'bad.tar.lz4'), badLz4);
     fs.writeFileSync(path.join(dir, 'plain.bin'), randomBytes(2000));
     const cases: [string, string][] = [
       ['cut.tar', 'ERR_BAD_SHARD'],
       ['corrupt.tar', 'ERR_BAD_SHARD'],
       ['cut.zip', 'ERR_BAD_SHARD'],
       ['x.tgz', 'ERR_BAD_SHARD'],
+      ['cut.tar.lz4', 'ERR_BAD_SHARD'],
+      ['bad.tar.lz4', 'ERR_BAD_SHARD'],
       ['plain.bin', 'ERR_NOT_A_SHARD'],
     ];
     for (const [shard, code] of cases) {
