@@ -6,8 +6,9 @@
  *             (GNU tar does not read file contents when its archive is /dev/null itself)
  *   tar-1m    the same with 1,000 x 1 MiB
  *   shard     bytes read to extract one 1 MiB member of a ~1 GiB TAR / ZIP shard
- *   tgz       TGZ of 256 x 1 MiB mixed files vs tar | gzip -1
+ *   tgz       TGZ of 1,024 x 1 MiB mixed files vs tar | gzip -1
  *   tar.lz4   TAR.LZ4 of the same vs tar | lz4 -1
+ *   zip       ZIP (STORE) of the same vs zip -0
  *   rss       peak RSS of a 4 GiB batch (a 256 MiB file 16 times), engine and CLI
  * The page cache is warm: every comparison runs each side once, untimed, first; those runs are
  * also the checks that ojs-ml's archive has the right bytes and names in the right order.
@@ -22,7 +23,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { checkListing, dataset, ensureDisk, killRunning, q, round, sh, summarize, table, tarSize, writeList, writeSpec, type DataSet, type Row } from './util.js';
 
-const FULL = { small: 10_000, big: 1_000, mixed: 256, repeats: 5 }; // issue 5's sizes: ~4 GiB of data, ~2.5 minutes on 2 cores
+const FULL = { small: 10_000, big: 1_000, mixed: 1_024, repeats: 5 }; // the issues' sizes: ~5 GiB of data, ~7 minutes on 2 cores
 const QUICK = { small: 2_000, big: 200, mixed: 32, repeats: 2 }; // a fifth of the data: well under two minutes
 const SMALL_FILE = 10 << 10; // 10 KiB: per-file costs (open, stat, header) dominate
 const BIG_FILE = 1 << 20; // 1 MiB: bandwidth dominates
@@ -41,7 +42,7 @@ const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const CLI = path.join(REPO, 'dist/cli/main.js');
 const CHILD = path.join(REPO, 'dist/bench/engine-child.js');
 const RESULTS = path.join(REPO, 'bench/results');
-const CASES = ['tar-10k', 'tar-1m', 'shard', 'tgz', 'tar.lz4', 'rss'] as const;
+const CASES = ['tar-10k', 'tar-1m', 'shard', 'tgz', 'tar.lz4', 'zip', 'rss'] as const;
 type CaseName = (typeof CASES)[number];
 
 interface Args {
@@ -171,6 +172,28 @@ async function compressCase(caseName: CaseName, compressor: string, decoder: str
   }
   const mib = mibOf(data.bytes);
   return throughputRow(`${caseName} (${data.names.length} mixed files, ${mib.toFixed(0)} MiB), CLI`, caseName, mib, o, b, `ojs-ml get-batch --format ${caseName} | cat vs tar cf - | ${compressor} | cat; ratio = ours / baseline`);
+}
+
+/** ZIP (STORE) through the CLI vs Info-ZIP's `zip -0` over the same list, both to a pipe. */
+async function zipCase(data: DataSet, ctx: Ctx): Promise<Row> {
+  const spec = writeSpec(path.join(ctx.work, 'zip.spec.json'), data.names);
+  const list = writeList(path.join(ctx.work, 'zip.list'), data.names);
+  const ours = cli(data.dir, spec, '--format zip ');
+  const base = `cd ${q(data.dir)} && zip -0 -q - -@ < ${q(list)}`;
+  const check = path.join(ctx.work, 'check.zip');
+  for (const [who, cmd, names] of [['baseline', base, data.names], ['ojs-ml', ours, data.names.map(entryName)]] as const) {
+    await sh(`${cmd} > ${q(check)}`, COMMAND_TIMEOUT_MS);
+    checkListing(`zip: ${who}`, (await sh(`unzip -Z1 ${q(check)}`, COMMAND_TIMEOUT_MS)).stdout, names);
+  }
+  fs.rmSync(check);
+  const o: number[] = [];
+  const b: number[] = [];
+  for (let r = 0; r < ctx.repeats; r++) {
+    b.push((await sh(`${base} | cat > /dev/null`, COMMAND_TIMEOUT_MS)).seconds);
+    o.push((await sh(`${ours} | cat > /dev/null`, COMMAND_TIMEOUT_MS)).seconds);
+  }
+  const mib = mibOf(data.bytes);
+  return throughputRow(`zip store (${data.names.length} mixed files, ${mib.toFixed(0)} MiB), CLI`, 'zip', mib, o, b, 'ojs-ml get-batch --format zip | cat vs zip -0 -q - -@ | cat; ratio = ours / baseline');
 }
 
 /** Half incompressible, half JSON-lines-like text: what a compressor meets in ML data. */
@@ -315,6 +338,7 @@ async function main(): Promise<void> {
   if (want('shard') && !skip('shard', 'python3')) await run('shard', () => shardCase(big(), ctx));
   await run('tgz', async () => [await compressCase('tgz', 'gzip -1', 'gzip -dc', mixed(), ctx, Math.min(ctx.repeats, TGZ_REPEATS_MAX))]);
   if (want('tar.lz4') && !skip('tar.lz4', 'lz4')) await run('tar.lz4', async () => [await compressCase('tar.lz4', 'lz4 -1', 'lz4 -dc', mixed(), ctx, ctx.repeats)]);
+  if (want('zip') && !skip('zip', 'zip') && !skip('zip', 'unzip')) await run('zip', async () => [await zipCase(mixed(), ctx)]);
   await run('rss', () => rssCase(ctx));
 
   const machine = {
