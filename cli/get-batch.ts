@@ -4,12 +4,13 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { Transform } from 'node:stream';
 import { Command, Option } from 'commander';
 import { runBatch } from '../src/batch/engine.js';
 import { SourceRegistry } from '../src/sources/registry.js';
 import { OjsError } from '../src/spec/errors.js';
 import { formatFromFileName, parseFormat, type ArchiveFormat } from '../src/spec/format.js';
-import { parseBatchRequest, type MossIn, type RequestDefaults } from '../src/spec/request.js';
+import { parseBatchRequest, type MossIn, type MossReq, type MossResp, type RequestDefaults } from '../src/spec/request.js';
 import { parseSpecText } from '../src/spec/spec-text.js';
 import { expandTemplate } from '../src/spec/template.js';
 import { hasScheme, normalizeProvider, parseBucketUri } from '../src/spec/uri.js';
@@ -33,6 +34,8 @@ interface GetBatchOptions {
   nv?: boolean;
   nonVerbose?: boolean;
   metadata?: string;
+  endpoint?: string;
+  token?: string;
 }
 
 export function getBatchCommand(): Command {
@@ -55,6 +58,8 @@ export function getBatchCommand(): Command {
     .addOption(new Option('--nv', 'non-verbose: no progress line and no summary'))
     .addOption(new Option('--non-verbose', 'same as --nv').hideHelp())
     .addOption(new Option('--metadata <FILE>', "also write the response metadata (uuid, out[] per entry) as JSON; '-' for stderr"))
+    .addOption(new Option('--endpoint <URL>', 'send the batch to a running `ojs-ml serve` (or AIStore) at URL instead of fetching in-process').env('OJS_ML_ENDPOINT'))
+    .addOption(new Option('--token <T>', 'bearer token for --endpoint').env('OJS_ML_TOKEN'))
     .addHelpText(
       'after',
       `
@@ -63,6 +68,11 @@ Examples:
   ojs-ml get-batch data --root data=./data --list a.wav,b.wav out.tar
   ojs-ml get-batch data --root data=./data --template 'shard-{000..009}.bin' - | tar tv
   ojs-ml get-batch file:///srv/audio --prefix train/ --cont-on-err train.tar
+  ojs-ml get-batch data --list a.wav,b.wav --endpoint http://127.0.0.1:8080 out.tar
+
+With --endpoint, SRC names the server's bucket (a --root of the server, or a URI such as
+s3://bucket), files are read by the server, and the answer is multipart (metadata, then the
+archive) unless --streaming is given.
 
 Exit codes: 0 done, 1 the batch failed, 2 bad arguments or spec, 130 interrupted.
 A failed run leaves no DST behind.`,
@@ -81,6 +91,7 @@ A failed run leaves no DST behind.`,
 async function getBatch(src: string | undefined, dst: string, opts: GetBatchOptions): Promise<number> {
   const intr = interruptSignal();
   try {
+    if (opts.endpoint !== undefined && opts.endpoint !== '') return await remoteGetBatch(opts.endpoint, src, dst, opts, intr.signal);
     const roots = { ...opts.root };
     const base = resolveSrc(src, roots);
     const defaults: RequestDefaults = { provider: base?.provider ?? 'file', bucket: base?.bucket ?? soleRoot(roots) };
@@ -105,26 +116,79 @@ async function getBatch(src: string | undefined, dst: string, opts: GetBatchOpti
       progress.stop();
     }
     const result = await run.result;
-    if (opts.metadata !== undefined) {
-      const json = `${JSON.stringify({ uuid: result.uuid, out: result.out }, null, 2)}\n`;
-      if (opts.metadata === '-') process.stderr.write(json);
-      else await fs.promises.writeFile(opts.metadata, json);
-    }
-    if (!opts.nv) {
-      const p = result.progress;
-      const secs = (Date.now() - started) / 1000;
-      const missing = p.missing > 0 ? `; ${p.missing} missing (as __404__/ entries)` : '';
-      const what = dest.label === 'stdout' ? 'Streamed to stdout' : `Created ${dest.label}`;
-      process.stderr.write(
-        `${what}: ${p.done} entries, ${formatBytes(p.bytes)} in ${secs.toFixed(2)} s (${formatBytes(Math.round(p.bytes / Math.max(secs, 0.001)))}/s)${missing}\n`,
-      );
-    }
+    if (opts.metadata !== undefined) await writeMetadata(opts.metadata, result);
+    if (!opts.nv) summarize(dest.label, result.progress.done, result.progress.bytes, result.progress.missing, started);
     return EXIT_OK;
   } catch (e) {
     return reportError(e, intr.interrupted());
   } finally {
     intr.dispose();
   }
+}
+
+/** The same batch, fetched by a running service: SRC names the server's bucket, not a local root. */
+async function remoteGetBatch(endpoint: string, src: string | undefined, dst: string, opts: GetBatchOptions, signal: AbortSignal): Promise<number> {
+  if (Object.keys(opts.root).length > 0) throw usage('--root names local directories; with --endpoint the server has its own roots (name one as SRC)');
+  if (opts.level !== undefined) throw usage('--level is not part of the wire request; the server compresses at its own level');
+  if (opts.metadata !== undefined && opts.streaming === true) throw usage('--metadata needs the multipart answer; drop --streaming');
+  if (src?.startsWith('file://') === true) throw usage('a file:// SRC is read in-process; with --endpoint name one of the server\'s roots');
+  const base: SrcBase | undefined = src === undefined ? undefined : hasScheme(src) ? remoteBase(src) : splitSrc(src);
+  if (opts.prefix !== undefined || base?.rest.endsWith('/') === true) throw usage('--prefix lists objects in-process; with --endpoint give --spec, --list or --template');
+  const raw = await buildRequest(base, opts, undefined, signal);
+  raw.mime = chooseFormat(dst, opts.format, raw.mime);
+  if (opts.contOnErr) raw.coer = true;
+  if (opts.omitSrcBck) raw.onob = true;
+  raw.strm = opts.streaming === true;
+  if (opts.maxSoftErrs !== undefined) raw.max_soft_errs = parseCount(opts.maxSoftErrs, '--max-soft-errs');
+  // Checked here too, so that a bad spec is a usage error before anything goes over the wire.
+  parseBatchRequest(raw, { bucket: base?.bucket ?? 'server-default', provider: base?.provider });
+
+  const interactive = Boolean(process.stdin.isTTY && process.stderr.isTTY);
+  const dest = await openDestination(dst, { overwrite: opts.yes === true, interactive });
+  const started = Date.now();
+  const { requestBatch } = await import('../src/client/http.js');
+  const provider = base?.provider === '' ? undefined : base?.provider;
+  const res = await requestBatch(endpoint, raw as MossReq, { bucket: base?.bucket, provider, token: opts.token, signal });
+  let bytes = 0;
+  const counted = new Transform({
+    transform(c: Buffer, _e, cb) {
+      bytes += c.length;
+      cb(null, c);
+    },
+  });
+  res.archive.once('error', (e) => counted.destroy(e));
+  await dest.write(res.archive.pipe(counted), signal);
+  if (res.metadata !== undefined && opts.metadata !== undefined) await writeMetadata(opts.metadata, res.metadata);
+  if (!opts.nv) {
+    const out = res.metadata?.out;
+    const summary = res.summary();
+    const missing = out?.filter((o) => o.err_msg !== undefined).length ?? summary.missing ?? 0;
+    summarize(dest.label, out?.length ?? summary.entries ?? raw.in.length, out?.reduce((a, o) => a + o.size, 0) ?? bytes, missing, started);
+  }
+  return EXIT_OK;
+}
+
+function remoteBase(src: string): SrcBase {
+  const loc = parseBucketUri(src, 'SRC');
+  return { provider: loc.provider, bucket: loc.bucket, rest: loc.key };
+}
+
+function splitSrc(src: string): SrcBase {
+  const slash = src.indexOf('/');
+  return { provider: '', bucket: slash < 0 ? src : src.slice(0, slash), rest: slash < 0 ? '' : src.slice(slash + 1) };
+}
+
+async function writeMetadata(file: string, meta: MossResp): Promise<void> {
+  const json = `${JSON.stringify({ uuid: meta.uuid, out: meta.out }, null, 2)}\n`;
+  if (file === '-') process.stderr.write(json);
+  else await fs.promises.writeFile(file, json);
+}
+
+function summarize(label: string, entries: number, bytes: number, missing: number, started: number): void {
+  const secs = (Date.now() - started) / 1000;
+  const miss = missing > 0 ? `; ${missing} missing (as __404__/ entries)` : '';
+  const what = label === 'stdout' ? 'Streamed to stdout' : `Created ${label}`;
+  process.stderr.write(`${what}: ${entries} entries, ${formatBytes(bytes)} in ${secs.toFixed(2)} s (${formatBytes(Math.round(bytes / Math.max(secs, 0.001)))}/s)${miss}\n`);
 }
 
 interface SrcBase {
@@ -149,13 +213,12 @@ function resolveSrc(src: string | undefined, roots: Record<string, string>): Src
     const loc = parseBucketUri(src, 'SRC');
     return { provider: loc.provider, bucket: loc.bucket, rest: loc.key };
   }
-  const slash = src.indexOf('/');
-  const bucket = slash < 0 ? src : src.slice(0, slash);
+  const { bucket, rest } = splitSrc(src);
   if (roots[bucket] === undefined) {
     const known = Object.keys(roots);
     throw usage(`SRC '${bucket}' is not a file root; ${known.length ? `known: ${known.join(', ')}` : 'add --root ' + bucket + '=DIR'}`);
   }
-  return { provider: 'file', bucket, rest: slash < 0 ? '' : src.slice(slash + 1) };
+  return { provider: 'file', bucket, rest };
 }
 
 function soleRoot(roots: Record<string, string>): string | undefined {
@@ -165,7 +228,7 @@ function soleRoot(roots: Record<string, string>): string | undefined {
 
 type RawRequest = { in: MossIn[]; mime?: string; coer?: boolean; onob?: boolean; strm?: boolean; max_soft_errs?: number } & Record<string, unknown>;
 
-async function buildRequest(base: SrcBase | undefined, opts: GetBatchOptions, registry: SourceRegistry, signal: AbortSignal): Promise<RawRequest> {
+async function buildRequest(base: SrcBase | undefined, opts: GetBatchOptions, registry: SourceRegistry | undefined, signal: AbortSignal): Promise<RawRequest> {
   const given = (['spec', 'list', 'template', 'prefix'] as const).filter((k) => opts[k] !== undefined);
   if (given.length > 1) throw usage(`--${given.join(', --')} are mutually exclusive; give one`);
   const rest = base?.rest ?? '';
@@ -188,7 +251,7 @@ async function buildRequest(base: SrcBase | undefined, opts: GetBatchOptions, re
     case 'object':
       return { in: [{ objname: rest }] };
     case 'prefix': {
-      if (base === undefined) throw usage('--prefix needs SRC, the bucket to list');
+      if (base === undefined || registry === undefined) throw usage('--prefix needs SRC, the bucket to list');
       const prefix = opts.prefix ?? rest;
       const provider = normalizeProvider(base.provider, 'SRC');
       const entries: MossIn[] = [];

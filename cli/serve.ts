@@ -57,7 +57,7 @@ Examples:
   curl -sS -X GET --data '{"in":[{"objname":"a.wav"}],"strm":true}' http://127.0.0.1:8080/v1/ml/moss/data?provider=file | tar tv
 
 Files are read only inside --root directories. http(s) entries are refused unless
---allow-http-host names the host. See docs/server.md.`,
+--allow-http-host names the host. See docs/http-api.md.`,
     )
     .action(async (flags: ServeFlags) => {
       process.exitCode = await serve(flags);

@@ -5,3 +5,5 @@ export { SourceRegistry, type SourcesConfig } from './sources/registry.js';
 export { FileSource, type FileSourceOptions } from './sources/file.js';
 export * from './archive/index.js';
 export * from './batch/index.js';
+export { getBatch, type ReceivedEntry } from './client/entries.js';
+export { requestBatch, type BatchResponse, type ClientOptions, type StreamSummary } from './client/http.js';

@@ -42,26 +42,87 @@ export async function extractTarMembers(
   const dispose = async () => {
     if (spillDir !== undefined) await fs.promises.rm(spillDir, { recursive: true, force: true });
   };
-  const it = tar[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-  const seq = new Sequential(it);
-  const bad = (why: string) => new OjsError('Upstream', `shard ${what} ${why}`, { code: 'ERR_BAD_SHARD' });
+  const reader = new TarStreamReader(tar, `shard ${what}`);
   let inMemory = 0;
   try {
-    let longName: string | undefined;
-    let paxSize: number | undefined;
     while (members.size < wanted.size) {
       if (signal.aborted) throw abortedError(signal);
-      const at = seq.pos;
-      const h = await seq.read(TAR_BLOCK);
-      if (h === undefined) break; // an archive cut at an entry boundary: tar reads it as complete, so do we
-      if (h.every((b) => b === 0)) break;
-      if (!checksumOk(h)) throw bad(`has a corrupt header at byte ${at} of its TAR stream`);
+      // An archive cut at an entry boundary: tar reads it as complete, so do we.
+      const m = await reader.next();
+      if (m === undefined) break;
+      if (m.regular && wanted.has(m.name) && !members.has(m.name)) {
+        if (inMemory + m.size <= spoolMemory) {
+          const chunks: Buffer[] = [];
+          for await (const c of reader.body()) chunks.push(c);
+          inMemory += m.size;
+          members.set(m.name, { size: m.size, mtime: m.mtime, chunks });
+        } else {
+          spillDir ??= await fs.promises.mkdtemp(path.join(os.tmpdir(), SPILL_PREFIX));
+          const file = path.join(spillDir, String(members.size));
+          await pipeline(Readable.from(reader.body()), fs.createWriteStream(file, { flags: 'wx' }), { signal });
+          members.set(m.name, { size: m.size, mtime: m.mtime, file });
+        }
+      }
+    }
+    return { members, dispose };
+  } catch (e) {
+    await dispose();
+    throw e;
+  } finally {
+    await reader.close(); // stops the decompression and closes the upstream read when we stopped early
+  }
+}
+
+/** One entry of a TAR stream, extended headers (PAX path and size, GNU long names) applied. */
+export interface TarStreamEntry {
+  name: string;
+  size: number;
+  mtime: Date;
+  /** A regular file (type 0, NUL or 7): the only kind with a body worth reading. */
+  regular: boolean;
+  /** The type flag as written. */
+  type: string;
+}
+
+/**
+ * Reads a TAR stream front to back: `next()` gives the next entry's header, `body()` its bytes
+ * (the part not read is skipped by the following `next()`). `next()` resolves undefined at the
+ * end-of-archive marker, or where the stream ends at an entry boundary without one; `sawEnd`
+ * tells which. A stream that ends inside an entry is an error.
+ */
+export class TarStreamReader {
+  private readonly it: AsyncIterator<Buffer>;
+  private readonly seq: Sequential;
+  private owed = 0; // body bytes of the current entry not read yet
+  private padding = 0;
+  private ended = false;
+  /** Whether the end-of-archive marker was read. */
+  sawEnd = false;
+
+  constructor(private readonly tar: Readable, private readonly what: string) {
+    this.it = tar[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+    this.seq = new Sequential(this.it);
+  }
+
+  async next(): Promise<TarStreamEntry | undefined> {
+    if (this.ended) return undefined;
+    if (!(await this.seq.skip(this.owed))) throw this.bad('ends inside an entry (truncated?)');
+    if (!(await this.seq.skip(this.padding))) throw this.bad('ends inside the padding of an entry (truncated?)');
+    this.owed = 0;
+    this.padding = 0;
+    let longName: string | undefined;
+    let paxSize: number | undefined;
+    for (;;) {
+      const at = this.seq.pos;
+      const h = await this.seq.read(TAR_BLOCK);
+      if (h === undefined) return this.end(false);
+      if (h.every((b) => b === 0)) return this.end(true);
+      if (!checksumOk(h)) throw this.bad(`has a corrupt header at byte ${at} of its TAR stream`);
       const type = String.fromCharCode(h[156]!);
-      const size = type === 'x' || type === 'L' ? tarSize(h) : (paxSize ?? tarSize(h));
-      const padding = (TAR_BLOCK - (size % TAR_BLOCK)) % TAR_BLOCK;
       if (type === 'x' || type === 'L') {
-        const meta = await seq.read(size);
-        if (meta === undefined) throw bad('ends inside a TAR extended header (truncated?)');
+        const size = tarSize(h);
+        const meta = await this.seq.read(size);
+        if (meta === undefined || !(await this.seq.skip(pad(size)))) throw this.bad('ends inside a TAR extended header (truncated?)');
         const text = meta.toString('utf8');
         if (type === 'L') longName = text.replace(/\0+$/, '');
         else {
@@ -69,37 +130,50 @@ export async function extractTarMembers(
           const s = paxValue(text, 'size');
           if (s !== undefined) paxSize = Number(s);
         }
-      } else {
-        const name = (longName ?? ustarName(h)).replace(/^\/+/, '');
-        const regular = type === '0' || type === '\0' || type === '7';
-        if (regular && wanted.has(name) && !members.has(name)) {
-          const mtime = new Date(octal(h, 136, 12) * 1000);
-          if (inMemory + size <= spoolMemory) {
-            const chunks: Buffer[] = [];
-            for await (const c of seq.take(size, () => bad(`ends inside '${name}' (truncated?)`))) chunks.push(c);
-            inMemory += size;
-            members.set(name, { size, mtime, chunks });
-          } else {
-            spillDir ??= await fs.promises.mkdtemp(path.join(os.tmpdir(), SPILL_PREFIX));
-            const file = path.join(spillDir, String(members.size));
-            await pipeline(Readable.from(seq.take(size, () => bad(`ends inside '${name}' (truncated?)`))), fs.createWriteStream(file, { flags: 'wx' }), { signal });
-            members.set(name, { size, mtime, file });
-          }
-        } else if (!(await seq.skip(size))) throw bad(`ends inside '${name}' (truncated?)`);
-        longName = undefined;
-        paxSize = undefined;
+        continue;
       }
-      if (!(await seq.skip(padding))) throw bad('ends inside the padding of an entry (truncated?)');
+      const size = paxSize ?? tarSize(h);
+      this.owed = size;
+      this.padding = pad(size);
+      return {
+        name: (longName ?? ustarName(h)).replace(/^\/+/, ''),
+        size,
+        mtime: new Date(octal(h, 136, 12) * 1000),
+        regular: type === '0' || type === '\0' || type === '7',
+        type,
+      };
     }
-    return { members, dispose };
-  } catch (e) {
-    await dispose();
-    throw e;
-  } finally {
-    // Stops the decompression and closes the upstream read when we stopped early.
-    await it.return?.();
-    tar.destroy();
   }
+
+  /** The current entry's bytes as they come. */
+  async *body(): AsyncGenerator<Buffer> {
+    while (this.owed > 0) {
+      const c = await this.seq.chunk(this.owed);
+      if (c === undefined) throw this.bad('ends inside an entry (truncated?)');
+      this.owed -= c.length;
+      yield c;
+    }
+  }
+
+  /** Stops reading: the stream is destroyed (and with it the decompressor and upstream). */
+  async close(): Promise<void> {
+    await this.it.return?.();
+    this.tar.destroy();
+  }
+
+  private end(marker: boolean): undefined {
+    this.ended = true;
+    this.sawEnd = marker;
+    return undefined;
+  }
+
+  private bad(why: string): OjsError {
+    return new OjsError('Upstream', `${this.what} ${why}`, { code: 'ERR_BAD_SHARD' });
+  }
+}
+
+function pad(size: number): number {
+  return (TAR_BLOCK - (size % TAR_BLOCK)) % TAR_BLOCK;
 }
 
 /** Reads a stream of chunks front to back, in exact byte counts. */
@@ -123,14 +197,10 @@ class Sequential {
     return parts.length === 1 ? parts[0]! : Buffer.concat(parts, n);
   }
 
-  /** `n` bytes as they come; `truncated` makes the error when the stream ends first. */
-  async *take(n: number, truncated: () => Error): AsyncGenerator<Buffer> {
-    for (let left = n; left > 0; ) {
-      if (!(await this.fill(1))) throw truncated();
-      const c = this.shift(left);
-      left -= c.length;
-      yield c;
-    }
+  /** The next chunk, at most `max` bytes; undefined when the stream has ended. */
+  async chunk(max: number): Promise<Buffer | undefined> {
+    if (!(await this.fill(1))) return undefined;
+    return this.shift(max);
   }
 
   /** Drops `n` bytes; false when the stream ends first. */

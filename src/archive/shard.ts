@@ -75,12 +75,22 @@ export async function openMember(source: ObjectSource, ref: ObjectRef, index: Sh
   if (m === undefined) {
     throw new OjsError('NotFound', `no member '${name}' in shard ${ref.bucket}/${ref.key}`, { code: 'ERR_NO_SUCH_MEMBER', context: ctx(ref) });
   }
+  return openAt(source, ref, index.format, m, name, range, signal);
+}
+
+/** Every file of a ZIP in directory order, duplicates of a name included, each with its opener. */
+export async function zipMembersInOrder(source: ObjectSource, ref: ObjectRef, signal: AbortSignal): Promise<{ name: string; open(): Promise<OpenedObject> }[]> {
+  const size = (await source.stat(ref, { signal })).size;
+  return (await zipDirectory(source, ref, size, signal)).map(([name, m]) => ({ name, open: () => openAt(source, ref, 'zip', m, name, undefined, signal) }));
+}
+
+async function openAt(source: ObjectSource, ref: ObjectRef, format: ShardFormat, m: Member, name: string, range: ByteRange | undefined, signal: AbortSignal): Promise<OpenedObject> {
   if (m.method !== undefined && m.method !== 0 && m.method !== 8) {
     throw new OjsError('Unsupported', `member '${name}' of ${ref.key} uses ZIP method ${m.method}; STORE and DEFLATE are read`, { code: 'ERR_UNSUPPORTED_SHARD', context: ctx(ref) });
   }
   const r = resolveRange(range, m.size, ctx(ref));
   let dataAt = m.offset;
-  if (index.format === 'zip') {
+  if (format === 'zip') {
     const lh = await readRange(source, ref, m.offset, 30, signal);
     if (lh.length < 30 || lh.readUInt32LE(0) !== 0x04034b50) throw badShard(ref, `has no local header for '${name}' where its directory says`);
     dataAt = m.offset + 30 + lh.readUInt16LE(26) + lh.readUInt16LE(28);
@@ -226,6 +236,11 @@ async function walkTar(source: ObjectSource, ref: ObjectRef, size: number, wante
 // --- ZIP ---------------------------------------------------------------------------------
 
 async function readZipDirectory(source: ObjectSource, ref: ObjectRef, size: number, signal: AbortSignal): Promise<Map<string, Member>> {
+  return new Map(await zipDirectory(source, ref, size, signal));
+}
+
+/** The central directory's files (not folders), in its order. */
+async function zipDirectory(source: ObjectSource, ref: ObjectRef, size: number, signal: AbortSignal): Promise<[string, Member][]> {
   const tailStart = Math.max(0, size - ZIP_TAIL);
   const tail = await readRange(source, ref, tailStart, size - tailStart, signal);
   let eocd = -1;
@@ -282,12 +297,9 @@ async function readZipDirectory(source: ObjectSource, ref: ObjectRef, size: numb
     entries.push({ name, method, csize, usize, local, mtime: dosTime(cd.readUInt16LE(p + 14), cd.readUInt16LE(p + 12)) });
     p += 46 + nameLen + extraLen + commentLen;
   }
-  const members = new Map<string, Member>();
-  for (const e of entries) {
-    if (e.name.endsWith('/')) continue;
-    members.set(stripSlash(e.name), { offset: e.local, size: e.usize, compressedSize: e.csize, deflated: e.method === 8, method: e.method, mtime: e.mtime });
-  }
-  return members;
+  return entries
+    .filter((e) => !e.name.endsWith('/'))
+    .map((e) => [stripSlash(e.name), { offset: e.local, size: e.usize, compressedSize: e.csize, deflated: e.method === 8, method: e.method, mtime: e.mtime }]);
 }
 
 function dosTime(date: number, time: number): Date {
