@@ -11,7 +11,7 @@ import { failAfterDrain } from './fail.js';
 import { BLOCK_SIZE, encodeHeaders, padding } from './tar-header.js';
 import type { ArchiveWriter, EntryBody, EntryHeader } from './types.js';
 
-const OUTPUT_HIGH_WATER = 1 << 20; // bytes queued for the consumer before add() waits
+const OUTPUT_HIGH_WATER = 256 << 10; // bytes queued for the consumer before add() waits
 const COALESCE_BELOW = 64 << 10; // chunks smaller than this are copied into one output chunk...
 const COALESCE_TARGET = 256 << 10; // ...of about this size: one consumer write per many small entries
 const EPOCH = new Date(0);

@@ -23,10 +23,12 @@ import { OjsError, abortedError, toOjsError, type ErrorKind } from '../spec/erro
 import { missingName, outRow, type BatchEntry, type BatchRequest, type MossOut, type MossResp } from '../spec/request.js';
 import type { Provider } from '../spec/uri.js';
 import type { ObjectSource, OpenedObject } from '../sources/types.js';
+import type { BytePool } from './pool.js';
 
 const WINDOW_ENTRIES = 64; // entries opened ahead of the writer (upstream requests in flight)
 const READERS = 4; // bodies resumed at once when the window frees up: enough to keep the thread pool (4) busy
 const WINDOW_BYTES = 16 << 20; // bytes read ahead and held in memory, across entries (V8 adds ~64 MiB of not-yet-collected buffers on top)
+const OPEN_RESERVE = 256 << 10; // what an open body may buffer on its own (the file source's highWaterMark): charged to a shared pool per open entry
 
 /** Error kinds that mean "this item cannot be had" and so may become a placeholder under coer. */
 const SOFT_KINDS: ReadonlySet<ErrorKind> = new Set<ErrorKind>([
@@ -50,6 +52,11 @@ export interface BatchOptions {
   windowEntries?: number;
   /** Bytes held in read-ahead queues, across entries. */
   windowBytes?: number;
+  /**
+   * Read-ahead shared with other batches (a server's): the batch reads ahead only while both its
+   * own window and the pool have room. The entry being written always makes progress.
+   */
+  pool?: BytePool;
 }
 
 export interface BatchProgress {
@@ -83,6 +90,8 @@ interface Slot {
   chunks: Buffer[];
   ended: boolean;
   paused: boolean;
+  /** OPEN_RESERVE is charged to the shared pool for this entry's own buffering. */
+  reserved: boolean;
   /** Resolves when the slot has news: opened, a chunk, the end, or an error. */
   wake?: () => void;
 }
@@ -121,6 +130,8 @@ class Runner {
   private readonly windowEntries: number;
   private readonly windowBytes: number;
   private buffered = 0;
+  private readonly pool: BytePool | undefined;
+  private closed = false; // after the batch ends, bytes that still arrive are not the pool's
   private next = 0;
   private head = 0;
   private readonly out: MossOut[] = [];
@@ -136,9 +147,11 @@ class Runner {
   ) {
     this.windowEntries = Math.max(1, opts.windowEntries ?? WINDOW_ENTRIES);
     this.windowBytes = Math.max(1, opts.windowBytes ?? WINDOW_BYTES);
+    this.pool = opts.pool;
+    const offPool = this.pool?.onFree(() => this.refill());
     // Every open entry listens on the batch's signal (a source may add a few listeners each).
     setMaxListeners(this.windowEntries * 4 + 32, this.ac.signal);
-    this.slots = req.entries.map((entry) => ({ entry, chunks: [], ended: false, paused: false }));
+    this.slots = req.entries.map((entry) => ({ entry, chunks: [], ended: false, paused: false, reserved: false }));
     this.progress = { total: req.entries.length, done: 0, missing: 0, bytes: 0, maxBufferedBytes: 0 };
     if (outer !== undefined) {
       // A caller's signal may outlive many batches (a server's): the listener goes with the batch.
@@ -147,6 +160,14 @@ class Runner {
       else outer.addEventListener('abort', onAbort, { once: true });
       this.detach = () => outer.removeEventListener('abort', onAbort);
     }
+    const detachOuter = this.detach;
+    // At the end, whatever this batch still holds goes back to the shared pool.
+    this.detach = () => {
+      detachOuter();
+      offPool?.();
+      if (!this.closed) this.pool?.give(this.buffered + this.slots.filter((s) => s.reserved).length * OPEN_RESERVE);
+      this.closed = true;
+    };
     // Whoever waits on a slot must wake up to see the abort.
     this.ac.signal.addEventListener('abort', () => this.slots.forEach((s) => this.notify(s)), { once: true });
     // A consumer that goes away (client disconnect, closed pipe) must stop every upstream read.
@@ -196,7 +217,7 @@ class Runner {
     while (
       this.next < this.slots.length &&
       this.next - this.head < this.windowEntries &&
-      (this.buffered < this.windowBytes || this.next === this.head)
+      (!this.full || this.next === this.head)
     ) {
       this.start(this.slots[this.next++]!);
     }
@@ -204,6 +225,11 @@ class Runner {
 
   private start(slot: Slot): void {
     const { entry } = slot;
+    if (this.pool !== undefined) {
+      // Charged now, before the open resolves, so that a pump loop stops once the pool is full.
+      this.pool.take(OPEN_RESERVE);
+      slot.reserved = true;
+    }
     const signal = this.ac.signal;
     let source: ObjectSource;
     try {
@@ -238,8 +264,8 @@ class Runner {
     if (opened.bytes !== undefined) {
       // Already in memory: no stream to drive.
       if (opened.bytes.length > 0) slot.chunks.push(opened.bytes);
-      this.buffered += opened.bytes.length;
-      if (this.buffered > this.progress.maxBufferedBytes) this.progress.maxBufferedBytes = this.buffered;
+      this.hold(opened.bytes.length);
+      this.unreserve(slot);
       slot.ended = true;
       this.notify(slot);
       return;
@@ -251,17 +277,16 @@ class Runner {
       return;
     }
     // Over budget, a body that is not the head waits paused (and so unread) until bytes free up.
-    if (this.buffered >= this.windowBytes && slot !== this.slots[this.head]) {
+    if (this.full && slot !== this.slots[this.head]) {
       slot.paused = true;
       body.pause();
     }
     body.on('data', (chunk: Buffer) => {
       slot.chunks.push(chunk);
-      this.buffered += chunk.length;
-      if (this.buffered > this.progress.maxBufferedBytes) this.progress.maxBufferedBytes = this.buffered;
+      this.hold(chunk.length);
       // The head pauses too (a slow consumer must not make it buffer its whole body); drain()
       // resumes it whenever its queue runs dry, so it always makes progress.
-      if (this.buffered > this.windowBytes) {
+      if (this.full) {
         slot.paused = true;
         body.pause();
       }
@@ -269,6 +294,7 @@ class Runner {
     });
     body.once('end', () => {
       slot.ended = true;
+      this.unreserve(slot);
       this.notify(slot);
       this.refill();
     });
@@ -278,6 +304,7 @@ class Runner {
   private failSlot(slot: Slot, e: unknown): void {
     if (slot.error !== undefined) return;
     slot.error = toOjsError(e).withContext({ entry: slot.entry.index });
+    this.unreserve(slot);
     this.notify(slot);
   }
 
@@ -300,10 +327,30 @@ class Runner {
     slot.opened?.body.resume();
   }
 
-  /** Returns bytes to the window. */
+  /** Counts bytes into the window (and the shared pool). */
+  private hold(n: number): void {
+    this.buffered += n;
+    if (!this.closed) this.pool?.take(n);
+    if (this.buffered > this.progress.maxBufferedBytes) this.progress.maxBufferedBytes = this.buffered;
+  }
+
+  /** An entry's body no longer buffers on its own (ended, failed, or in memory already). */
+  private unreserve(slot: Slot): void {
+    if (!slot.reserved) return;
+    slot.reserved = false;
+    if (!this.closed) this.pool?.give(OPEN_RESERVE);
+  }
+
+  /** Returns bytes to the window (and the shared pool). */
   private release(n: number): void {
     this.buffered -= n;
+    if (!this.closed) this.pool?.give(n);
     this.refill();
+  }
+
+  /** No more read-ahead: this batch's window, or the pool shared with other batches, is full. */
+  private get full(): boolean {
+    return this.buffered >= this.windowBytes || this.pool?.full === true;
   }
 
   /**
@@ -312,7 +359,7 @@ class Runner {
    * more entries.
    */
   private refill(): void {
-    if (this.buffered >= this.windowBytes) return;
+    if (this.full || this.closed) return;
     let flowing = 0;
     for (let i = this.head; i < this.next && flowing < READERS; i++) {
       const s = this.slots[i]!;

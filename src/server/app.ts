@@ -14,6 +14,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { runBatch, type BatchOptions, type BatchProgress } from '../batch/engine.js';
+import { BytePool } from '../batch/pool.js';
 import { SourceRegistry, type SourcesConfig } from '../sources/registry.js';
 import { OjsError, toOjsError } from '../spec/errors.js';
 import type { ArchiveFormat } from '../spec/format.js';
@@ -28,6 +29,8 @@ import { errorBody, sendBatch, sentBodyBytes, statusOf, watchClient } from './re
 const RETRY_AFTER_S = 1; // what a 429 (too many batches at once) asks the client to wait
 const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/; // ids taken from X-Request-Id; others are replaced (log injection)
 const SPOOL_MEMORY_BYTES = 8 << 20; // multipart: archive bytes held in memory per batch before a temp file
+const READ_AHEAD_POOL_BYTES = 48 << 20; // read-ahead of all batches together (each also has its own 16 MiB window)
+const SPOOL_POOL_BYTES = 32 << 20; // multipart spools of all batches together; past it, spools spill to files
 const DEFAULT_PROVIDER = 'file'; // for entries that name no provider, when the URL names none either
 
 export { DEFAULT_LIMITS, type ServerLimits };
@@ -51,6 +54,12 @@ export interface AppConfig {
   /** Server-side failures (bugs, not client errors); default stderr. */
   errorLog?: LineSink | null;
   spool?: { memoryBytes?: number; dir?: string };
+  /**
+   * Memory all batches share: read-ahead, and multipart spools held in memory. A batch alone
+   * gets its full window; many at once share these, so the process stays bounded however many
+   * batches run.
+   */
+  memory?: { readAheadBytes?: number; spoolBytes?: number };
   /** Engine options for every batch (read-ahead windows, compression level). */
   batch?: BatchOptions;
   /** Shown in /varz; read from package.json when absent. */
@@ -151,6 +160,8 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
   const accessLog = config.accessLog === undefined ? process.stdout : config.accessLog;
   const errorLog = config.errorLog === undefined ? process.stderr : config.errorLog;
   const spool = { memoryBytes: config.spool?.memoryBytes ?? SPOOL_MEMORY_BYTES, dir: config.spool?.dir ?? os.tmpdir() };
+  const readAhead = new BytePool(config.memory?.readAheadBytes ?? READ_AHEAD_POOL_BYTES);
+  const spoolPool = new BytePool(config.memory?.spoolBytes ?? SPOOL_POOL_BYTES);
   const effective = {
     limits: { ...limits, maxBatchBytes: Number.isFinite(limits.maxBatchBytes) ? limits.maxBatchBytes : null },
     providers: registry.available(),
@@ -159,6 +170,7 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
     http: sourcesConfig?.http ?? null,
     auth: { tokens: auth.count },
     spool,
+    memory: { read_ahead_bytes: readAhead.limit, spool_bytes: spoolPool.limit },
   };
   const state = new ServerState(metrics, registry, limits, effective, config.version ?? packageVersion());
 
@@ -220,7 +232,7 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
       }
     };
     const handler = (request: FastifyRequest, reply: FastifyReply) =>
-      getBatch(request, reply, { state, limits, disabled, spool, batch: config.batch ?? {}, busy, errorLog });
+      getBatch(request, reply, { state, limits, disabled, spool: { ...spool, pool: spoolPool }, batch: { pool: readAhead, ...config.batch }, busy, errorLog });
     // Checked before the body is read, and again once it is (the slot is taken only then).
     scope.route({ method: ['GET', 'POST'], url: '/v1/ml/moss', onRequest: busy, handler });
     scope.route({ method: ['GET', 'POST'], url: '/v1/ml/moss/:bucket', onRequest: busy, handler });
@@ -232,7 +244,7 @@ interface HandlerContext {
   state: ServerState;
   limits: ServerLimits;
   disabled: ReadonlySet<Provider>;
-  spool: { memoryBytes: number; dir: string };
+  spool: { memoryBytes: number; dir: string; pool: BytePool };
   batch: BatchOptions;
   busy: () => Promise<void>;
   errorLog: LineSink | null;

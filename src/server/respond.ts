@@ -18,6 +18,7 @@ import { pipeline } from 'node:stream/promises';
 import { setImmediate as nextMacrotask } from 'node:timers/promises';
 import type { FastifyReply } from 'fastify';
 import type { BatchResult, BatchRun } from '../batch/engine.js';
+import type { BytePool } from '../batch/pool.js';
 import { OjsError, toOjsError } from '../spec/errors.js';
 import { CONTENT_TYPES, formatExtension, type ArchiveFormat } from '../spec/format.js';
 import type { BatchOutcome } from './metrics.js';
@@ -66,7 +67,7 @@ export interface SendBatchOptions {
   /** Archive bytes past which the batch is cut off; default none. */
   maxBytes?: number;
   /** Multipart spool: bytes in memory (default 8 MiB), directory for the file (os.tmpdir()). */
-  spool?: { memoryBytes?: number; dir?: string; onSpill?: () => void };
+  spool?: { memoryBytes?: number; dir?: string; onSpill?: () => void; pool?: BytePool };
   /** Archive bytes as they are sent. */
   onBytes?: (n: number) => void;
 }
@@ -168,6 +169,7 @@ async function sendMultipart(res: ServerResponse, run: BatchRun, opts: SendBatch
     dir: opts.spool?.dir ?? os.tmpdir(),
     maxBytes: opts.maxBytes ?? Infinity,
     onSpill: opts.spool?.onSpill,
+    pool: opts.spool?.pool,
   });
   let committed = false;
   let archiveBytes = 0;

@@ -8,10 +8,11 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Writable } from 'node:stream';
+import type { BytePool } from '../batch/pool.js';
 import { OjsError, throwIfAborted } from '../spec/errors.js';
 
 const READ_CHUNK = 256 << 10; // bytes per read of the file part, and per chunk handed on
-const WRITE_HIGH_WATER = 1 << 20; // archive bytes queued in front of the spool before the engine waits
+const WRITE_HIGH_WATER = 256 << 10; // archive bytes queued in front of the spool before the engine waits
 
 export interface SpoolOptions {
   /** Bytes kept in memory before spilling to a file. */
@@ -22,6 +23,8 @@ export interface SpoolOptions {
   maxBytes: number;
   /** Called once, when the spool starts a file. */
   onSpill?: () => void;
+  /** Memory shared with other spools: past it, this one spills even below `memoryBytes`. */
+  pool?: BytePool;
 }
 
 export class Spool {
@@ -63,9 +66,9 @@ export class Spool {
         code: 'ERR_LIMIT_BATCH_BYTES',
       });
     }
-    if (this.file === undefined && this.memBytes + chunk.length <= this.opts.memoryBytes) {
-      // A copy: an engine chunk may be a view into a larger slab that it would keep alive.
-      this.mem.push(Buffer.from(chunk));
+    if (this.file === undefined && this.memBytes + chunk.length <= this.opts.memoryBytes && (this.opts.pool?.tryTake(chunk.length) ?? true)) {
+      // A view into a larger slab would keep all of it alive: copy those, keep the others.
+      this.mem.push(chunk.byteLength < chunk.buffer.byteLength ? Buffer.from(chunk) : chunk);
       this.memBytes += chunk.length;
       return;
     }
@@ -119,6 +122,7 @@ export class Spool {
     this.disposed = true;
     await this.pending?.catch(() => undefined);
     this.mem.length = 0;
+    this.opts.pool?.give(this.memBytes);
     const file = this.file;
     this.file = undefined;
     await file?.close().catch(() => undefined);

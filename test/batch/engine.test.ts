@@ -6,6 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import tarStream from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBatch } from '../../src/batch/engine.js';
+import { BytePool } from '../../src/batch/pool.js';
 import { SourceRegistry } from '../../src/sources/registry.js';
 import { OjsError } from '../../src/spec/errors.js';
 import { parseBatchRequest, type MossIn } from '../../src/spec/request.js';
@@ -125,6 +126,35 @@ describe('engine', () => {
     // one being written included, may run ahead of a slow consumer (3 MiB bodies here).
     expect(result.progress.maxBufferedBytes).toBeLessThanOrEqual(windowBytes + windowEntries * (256 << 10));
     expect(result.progress.maxBufferedBytes).toBeGreaterThan(0);
+  });
+
+  it('batches sharing a pool stay within it together, and give every byte back, failed ones too', async () => {
+    const pool = new BytePool(2 << 20);
+    let peak = 0;
+    const watch = setInterval(() => (peak = Math.max(peak, pool.used)), 1);
+    const keys = Array.from({ length: 30 }, (_, i) => (i % 3 ? 'big/d.bin' : 'c.bin'));
+    const batch = (extra: MossIn[] = []) => {
+      const req = parseBatchRequest({ in: [...keys.map((objname) => ({ objname })), ...extra] }, { bucket: 'r', provider: 'file' });
+      return runBatch(req, sources, undefined, { pool });
+    };
+    const slowly = async (run: ReturnType<typeof runBatch>) => {
+      let total = 0;
+      for await (const chunk of run.stream) {
+        total += (chunk as Buffer).length;
+        peak = Math.max(peak, pool.used);
+        await new Promise((r) => setImmediate(r));
+      }
+      return total;
+    };
+    const runs = [batch(), batch(), batch([{ objname: 'nope.bin' }])];
+    const [a, b] = await Promise.all([slowly(runs[0]!), slowly(runs[1]!), slowly(runs[2]!).catch(() => -1)]);
+    clearInterval(watch);
+    expect(a).toBe(b);
+    await expect(runs[2]!.result).rejects.toMatchObject({ code: 'ERR_NOT_FOUND' });
+    // Each of the 3 batches may run one chunk per flowing body over (the head always moves on).
+    expect(peak).toBeLessThanOrEqual((2 << 20) + 3 * 4 * (256 << 10));
+    expect(peak).toBeGreaterThan(1 << 20);
+    expect(pool.used).toBe(0);
   });
 
   it('fails the batch once more than max_soft_errs entries are missing', async () => {
