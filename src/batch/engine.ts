@@ -20,7 +20,7 @@ import type { Readable } from 'node:stream';
 import { indexShard, openMember, type ShardIndex } from '../archive/shard.js';
 import { createArchiveWriter, type ArchiveOptions, type ArchiveWriter, type EntryBody } from '../archive/index.js';
 import { OjsError, abortedError, toOjsError, type ErrorKind } from '../spec/errors.js';
-import { missingName, outRow, type BatchEntry, type BatchRequest, type MossOut, type MossResp } from '../spec/request.js';
+import { missingName, outRow, type BatchEntry, type BatchRequest, type MossResp } from '../spec/request.js';
 import type { Provider } from '../spec/uri.js';
 import type { ObjectSource, OpenedObject } from '../sources/types.js';
 import type { BytePool } from './pool.js';
@@ -125,7 +125,9 @@ function preflight(req: BatchRequest, sources: SourceResolver): void {
 class Runner {
   readonly progress: BatchProgress;
   readonly result: Promise<BatchResult>;
-  private readonly slots: Slot[];
+  // Slots exist from the entry's start until it is written: memory follows the window, not the batch.
+  private readonly slots: (Slot | undefined)[];
+  private readonly live = new Set<Slot>();
   private readonly ac = new AbortController();
   private readonly windowEntries: number;
   private readonly windowBytes: number;
@@ -134,9 +136,12 @@ class Runner {
   private closed = false; // after the batch ends, bytes that still arrive are not the pool's
   private next = 0;
   private head = 0;
-  private readonly out: MossOut[] = [];
+  // What `out` needs besides the request, per entry: its size, and why it is missing.
+  private readonly sizes: Float64Array;
+  private readonly missing = new Map<number, string>();
   private detach = (): void => undefined;
   private readonly shards = new Map<string, Promise<ShardIndex>>();
+  private wanted: Map<string, Set<string>> | undefined;
 
   constructor(
     private readonly req: BatchRequest,
@@ -151,7 +156,8 @@ class Runner {
     const offPool = this.pool?.onFree(() => this.refill());
     // Every open entry listens on the batch's signal (a source may add a few listeners each).
     setMaxListeners(this.windowEntries * 4 + 32, this.ac.signal);
-    this.slots = req.entries.map((entry) => ({ entry, chunks: [], ended: false, paused: false, reserved: false }));
+    this.slots = new Array<Slot | undefined>(req.entries.length);
+    this.sizes = new Float64Array(req.entries.length);
     this.progress = { total: req.entries.length, done: 0, missing: 0, bytes: 0, maxBufferedBytes: 0 };
     if (outer !== undefined) {
       // A caller's signal may outlive many batches (a server's): the listener goes with the batch.
@@ -165,11 +171,11 @@ class Runner {
     this.detach = () => {
       detachOuter();
       offPool?.();
-      if (!this.closed) this.pool?.give(this.buffered + this.slots.filter((s) => s.reserved).length * OPEN_RESERVE);
+      if (!this.closed) this.pool?.give(this.buffered + [...this.live].filter((s) => s.reserved).length * OPEN_RESERVE);
       this.closed = true;
     };
     // Whoever waits on a slot must wake up to see the abort.
-    this.ac.signal.addEventListener('abort', () => this.slots.forEach((s) => this.notify(s)), { once: true });
+    this.ac.signal.addEventListener('abort', () => this.live.forEach((s) => this.notify(s)), { once: true });
     // A consumer that goes away (client disconnect, closed pipe) must stop every upstream read.
     writer.output.once('close', () => {
       if (!writer.output.readableEnded) this.ac.abort(new OjsError('Aborted', 'the archive consumer went away'));
@@ -182,26 +188,29 @@ class Runner {
     const signal = this.ac.signal;
     try {
       for (this.head = 0; this.head < this.slots.length; this.head++) {
-        const slot = this.slots[this.head]!;
         this.pump();
+        const slot = this.slots[this.head]!;
         if (slot.paused) this.resume(slot);
         await this.settled(slot, (s) => s.opened !== undefined || s.error !== undefined);
         if (signal.aborted) throw abortedError(signal);
         if (slot.error !== undefined) await this.placeholder(slot, slot.error);
         else await this.write(slot, slot.opened!);
         this.progress.done++;
+        this.slots[this.head] = undefined;
+        this.live.delete(slot);
       }
       await this.writer.finalize();
       this.detach();
       await this.disposeShards();
-      return { uuid: randomUUID(), out: this.out, progress: { ...this.progress } };
+      const out = this.req.entries.map((e, i) => outRow(e, this.sizes[i]!, this.missing.get(i)));
+      return { uuid: randomUUID(), out, progress: { ...this.progress } };
     } catch (e) {
       this.detach();
       void this.disposeShards();
       const err = signal.aborted ? abortedError(signal) : toOjsError(e);
       if (!signal.aborted) this.ac.abort(err);
       this.writer.destroy(err);
-      for (const s of this.slots) if (s.opened !== undefined && s.opened.bytes === undefined) s.opened.body.destroy();
+      for (const s of this.live) if (s.opened !== undefined && s.opened.bytes === undefined) s.opened.body.destroy();
       throw err;
     }
   }
@@ -219,7 +228,10 @@ class Runner {
       this.next - this.head < this.windowEntries &&
       (!this.full || this.next === this.head)
     ) {
-      this.start(this.slots[this.next++]!);
+      const slot: Slot = { entry: this.req.entries[this.next]!, chunks: [], ended: false, paused: false, reserved: false };
+      this.slots[this.next++] = slot;
+      this.live.add(slot);
+      this.start(slot);
     }
   }
 
@@ -251,12 +263,26 @@ class Runner {
     const key = shardKey(entry);
     let index = this.shards.get(key);
     if (index === undefined) {
-      const wanted = new Set(this.req.entries.filter((e) => e.archpath !== undefined && shardKey(e) === key).map((e) => e.archpath!.replace(/^\/+/, '')));
-      index = indexShard(source, ref, wanted, signal);
+      index = indexShard(source, ref, this.membersWanted().get(key)!, signal);
       index.catch(() => undefined); // each member's open reports it
       this.shards.set(key, index);
     }
     return index.then((i) => openMember(source, ref, i, entry.archpath!, entry.range, signal));
+  }
+
+  /** Every shard's wanted members, from one pass over the request (at the first member entry). */
+  private membersWanted(): Map<string, Set<string>> {
+    if (this.wanted === undefined) {
+      this.wanted = new Map();
+      for (const e of this.req.entries) {
+        if (e.archpath === undefined) continue;
+        const k = shardKey(e);
+        let set = this.wanted.get(k);
+        if (set === undefined) this.wanted.set(k, (set = new Set()));
+        set.add(e.archpath.replace(/^\/+/, ''));
+      }
+    }
+    return this.wanted;
   }
 
   private attach(slot: Slot, opened: OpenedObject): void {
@@ -362,7 +388,8 @@ class Runner {
     if (this.full || this.closed) return;
     let flowing = 0;
     for (let i = this.head; i < this.next && flowing < READERS; i++) {
-      const s = this.slots[i]!;
+      const s = this.slots[i];
+      if (s === undefined) continue;
       if (s.opened === undefined || s.ended || s.error !== undefined) continue;
       if (s.paused) this.resume(s);
       flowing++;
@@ -383,7 +410,7 @@ class Runner {
     }
     this.dropBuffered(slot);
     await this.writer.add({ name: missingName(entry), size: 0 }, [], this.ac.signal);
-    this.out.push(outRow(entry, 0, err.message));
+    this.missing.set(this.head, err.message);
   }
 
   private async write(slot: Slot, opened: OpenedObject): Promise<void> {
@@ -398,7 +425,7 @@ class Runner {
     await this.writer.add(header, body, this.ac.signal);
     if (slot.ended) this.dropBuffered(slot);
     this.progress.bytes += opened.length;
-    this.out.push(outRow(entry, opened.length));
+    this.sizes[this.head] = opened.length;
     slot.opened = undefined;
   }
 
