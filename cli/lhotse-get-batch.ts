@@ -20,7 +20,7 @@ import { OjsError } from '../src/spec/errors.js';
 import { formatFromFileName, parseFormat, type ArchiveFormat } from '../src/spec/format.js';
 import { expandTemplate, templateSize } from '../src/spec/template.js';
 import { EXIT_OK, collectRoot, interruptSignal, reportError } from './common.js';
-import { openDestination, usage } from './output.js';
+import { openDestination, usage, writeArchive } from './output.js';
 import { formatBytes, showProgress } from './progress.js';
 
 interface LhotseFlags {
@@ -199,7 +199,7 @@ async function writeBatch(run: Run, b: LhotseBatch, cuts: number, dest: Awaited<
   const r = runBatch(b.request, run.registry, run.signal, { opener: b.opener });
   const progress = await showProgress(r.progress, run.progress);
   try {
-    await Promise.all([dest.write(r.stream, run.signal), r.result]);
+    await writeArchive(dest, r, run.signal);
   } finally {
     progress.stop();
   }
