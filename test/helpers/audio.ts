@@ -21,7 +21,8 @@ export type WavLayout =
   | 'extensible24' // fmt(40, EXTENSIBLE) + fact(4) + data: data at 80 (sox 24-bit)
   | 'float32' // fmt(16) + fact(4) + PEAK(16) + data: data at 80 (libsndfile FLOAT)
   | 'float64'
-  | 'odd-chunk'; // a chunk of odd size (and its pad byte) before data
+  | 'odd-chunk' // a chunk of odd size (and its pad byte) before data
+  | 'rf64'; // RF64 + ds64: the data size in 64 bits, the 32-bit fields all ones
 
 export interface WavOptions {
   layout: WavLayout;
@@ -115,6 +116,16 @@ export function makeWav(o: WavOptions): Buffer {
     parts.push(chunk('fmt ', fmtPayload(1, o.channels, o.rate, bits)));
     if (o.layout === 'list') parts.push(chunk('LIST', Buffer.from('INFOISFT\x0e\x00\x00\x00Lavf60.16.100\x00', 'latin1')));
     if (o.layout === 'odd-chunk') parts.push(chunk('junk', Buffer.from('odd')));
+  }
+  if (o.layout === 'rf64') {
+    const ds64 = Buffer.alloc(28);
+    const fmt = chunk('fmt ', fmtPayload(1, o.channels, o.rate, bits));
+    ds64.writeBigUInt64LE(BigInt(4 + 36 + fmt.length + 8 + data.length), 0);
+    ds64.writeBigUInt64LE(BigInt(data.length), 8);
+    ds64.writeBigUInt64LE(BigInt(o.frames), 16);
+    const dataHeader = Buffer.from('data\xff\xff\xff\xff', 'latin1');
+    const rest = Buffer.concat([chunk('ds64', ds64), fmt, dataHeader, data]);
+    return Buffer.concat([Buffer.from('RF64\xff\xff\xff\xffWAVE', 'latin1'), rest]);
   }
   parts.push(chunk('data', data));
   const body = Buffer.concat(parts);
