@@ -47,29 +47,49 @@ export async function decompressed(body: Readable, name: string): Promise<Readab
   return rest.pipe(decoder);
 }
 
-/** The first `n` bytes of a stream (fewer if it is shorter), and a stream of all its bytes. */
+/**
+ * The first `n` bytes of a stream (fewer if it is shorter), put back in front of it. Plain
+ * reads, not an async iterator: destroying a stream made from an iterator waits for the iterator,
+ * which a pipe with nothing to say (stdin) never finishes, and Ctrl-C would hang.
+ */
 async function sniff(body: Readable, n: number): Promise<{ head: Buffer; rest: Readable }> {
-  const it = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   const got: Buffer[] = [];
   let len = 0;
-  while (len < n) {
-    const r = await it.next();
-    if (r.done === true) break;
-    const c = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value as string);
-    got.push(c);
-    len += c.length;
-  }
-  async function* all(): AsyncGenerator<Buffer> {
-    yield* got;
-    while (true) {
-      const r = await it.next();
-      if (r.done === true) return;
-      yield r.value;
+  while (len < n && !body.readableEnded) {
+    const c = body.read() as Buffer | string | null;
+    if (c !== null) {
+      const b = typeof c === 'string' ? Buffer.from(c) : c;
+      got.push(b);
+      len += b.length;
+      continue;
     }
+    await readableOrEnd(body);
   }
-  const rest = Readable.from(all(), { objectMode: false });
-  rest.once('close', () => body.destroy());
-  return { head: Buffer.concat(got).subarray(0, n), rest };
+  const head = Buffer.concat(got);
+  if (body.readableEnded) return { head: head.subarray(0, n), rest: Readable.from([head]) };
+  if (head.length > 0) body.unshift(head);
+  return { head: head.subarray(0, n), rest: body };
+}
+
+function readableOrEnd(s: Readable): Promise<void> {
+  if (s.errored) return Promise.reject(s.errored);
+  if (s.destroyed) return Promise.reject(new OjsError('Upstream', 'the manifest stream closed before its end'));
+  return new Promise((resolve, reject) => {
+    const done = (err?: Error) => {
+      s.off('readable', ok);
+      s.off('end', ok);
+      s.off('error', fail);
+      s.off('close', ok);
+      if (err === undefined) resolve();
+      else reject(err);
+    };
+    const ok = () => done();
+    const fail = (e: Error) => done(e);
+    s.once('readable', ok);
+    s.once('end', ok);
+    s.once('close', ok);
+    s.once('error', fail);
+  });
 }
 
 /**

@@ -1,8 +1,9 @@
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeCorpus, type Corpus } from '../helpers/audio.js';
-import { gnuTarList, ojs, pythonTarMembers, run, tmpDir } from '../helpers/tools.js';
+import { CLI, gnuTarList, ojs, pythonTarMembers, run, tmpDir } from '../helpers/tools.js';
 
 let work: string;
 let corpus: Corpus;
@@ -56,6 +57,31 @@ describe('lhotse-get-batch --batch-size N --output-template T', () => {
       const members = await pythonTarMembers(path.join(out, all[b]!));
       expect(members.map((m) => m.name)).toEqual(corpus.cuts.slice(b * 5, b * 5 + 5).map((c) => `${c.id}.wav`));
     }
+  });
+
+  it('a run interrupted (SIGINT) after batch 4, rerun, gives all 10 archives without rewriting the first 4', async () => {
+    const out = path.join(work, 'run2');
+    fs.mkdirSync(out);
+    const template = path.join(out, 'batch-{00..99}.tar');
+    // The manifest comes on stdin, 4 batches' worth, and then nothing until the signal.
+    const child = spawn(process.execPath, [CLI, 'lhotse-get-batch', '--cuts', '-', '--batch-size', '5', '--output-template', template], { stdio: ['pipe', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.stdin.write(corpus.lines.slice(0, 22).join('\n') + '\n');
+    const deadline = Date.now() + 20_000;
+    while (!fs.existsSync(path.join(out, 'batch-03.tar')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    child.kill('SIGINT');
+    const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+    expect([code, stderr]).toEqual([130, expect.stringContaining('interrupted')]);
+    expect(names(out)).toEqual(['batch-00.tar', 'batch-01.tar', 'batch-02.tar', 'batch-03.tar']);
+    const before = names(out).map((n) => fs.statSync(path.join(out, n), { bigint: true }).mtimeNs);
+
+    await writeManifest();
+    const r = await ojs(['lhotse-get-batch', '--cuts', manifest, '--batch-size', '5', '--output-template', template]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(names(out)).toHaveLength(10);
+    expect(names(out).slice(0, 4).map((n) => fs.statSync(path.join(out, n), { bigint: true }).mtimeNs)).toEqual(before);
+    expect((await pythonTarMembers(path.join(out, 'batch-09.tar'))).map((m) => m.name)).toEqual(corpus.cuts.slice(45).map((c) => `${c.id}.wav`));
   });
 
   it('says "template exhausted" when the template names fewer archives than there are batches', async () => {
