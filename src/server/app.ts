@@ -2,8 +2,8 @@
  * The HTTP service as a fastify app, without listening (server.ts listens). It adapts HTTP to
  * the engine and nothing more: parse and check a request, runBatch, sendBatch.
  *
- * Routes: GetBatch (`GET|POST /v1/ml/moss[/{bucket}]`, AIStore's wire format), `/ok`, `/varz`,
- * `/metrics`. Every request gets an id (X-Request-Id in and out), an access log line and a
+ * Routes: GetBatch (`GET|POST /v1/ml/moss[/{bucket}]`, AIStore's wire format), Lhotse cuts
+ * (`POST /v1/lhotse/batch`, lhotse-route.ts), `/ok`, `/varz`, `/metrics`. Every request gets an id (X-Request-Id in and out), an access log line and a
  * count in the metrics. With tokens configured, everything but `/ok` needs a bearer token.
  */
 import { randomBytes } from 'node:crypto';
@@ -23,6 +23,7 @@ import { combinedLogLine } from './access-log.js';
 import { BearerAuth } from './auth.js';
 import { DEFAULT_LIMITS, type ServerLimits } from './limits.js';
 import { ServerMetrics, type MetricsHooks } from './metrics.js';
+import { lhotseRoutes } from './lhotse-route.js';
 import { errorBody, sendBatch, sentBodyBytes, statusOf, watchClient } from './respond.js';
 
 const RETRY_AFTER_S = 1; // what a 429 (too many batches at once) asks the client to wait
@@ -225,6 +226,7 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
     scope.route({ method: ['GET', 'POST'], url: '/v1/ml/moss', onRequest: busy, handler });
     scope.route({ method: ['GET', 'POST'], url: '/v1/ml/moss/:bucket', onRequest: busy, handler });
   });
+  await app.register(lhotseRoutes, { batch: config.batch ?? {}, spool, errorLog });
   return app;
 }
 
