@@ -22,6 +22,7 @@ export type WavLayout =
   | 'float32' // fmt(16) + fact(4) + PEAK(16) + data: data at 80 (libsndfile FLOAT)
   | 'float64'
   | 'odd-chunk' // a chunk of odd size (and its pad byte) before data
+  | 'big-chunk' // 70 KB of metadata before data: the probe must skip it, not read it
   | 'rf64'; // RF64 + ds64: the data size in 64 bits, the 32-bit fields all ones
 
 export interface WavOptions {
@@ -116,6 +117,7 @@ export function makeWav(o: WavOptions): Buffer {
     parts.push(chunk('fmt ', fmtPayload(1, o.channels, o.rate, bits)));
     if (o.layout === 'list') parts.push(chunk('LIST', Buffer.from('INFOISFT\x0e\x00\x00\x00Lavf60.16.100\x00', 'latin1')));
     if (o.layout === 'odd-chunk') parts.push(chunk('junk', Buffer.from('odd')));
+    if (o.layout === 'big-chunk') parts.push(chunk('LIST', Buffer.alloc(70_001, 'm')));
   }
   if (o.layout === 'rf64') {
     const ds64 = Buffer.alloc(28);

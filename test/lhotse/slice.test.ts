@@ -61,6 +61,7 @@ beforeAll(async () => {
     ['float32', 1, 22050],
     ['float64', 2, 16000],
     ['odd-chunk', 1, 16000],
+    ['big-chunk', 1, 16000],
     ['rf64', 2, 16000],
   ];
   layouts.forEach(([layout, channels, rate], i) => {
@@ -142,7 +143,7 @@ describe('sliced audio: every WAV layout and SPHERE, exactly the samples Lhotse 
   });
 
   it('--audio whole gives the whole objects, as AIStore does', async () => {
-    const picks = [sources[0]!, sources[13]!];
+    const picks = [sources[0]!, sources[14]!];
     const manifest = path.join(work, 'whole.jsonl');
     fs.writeFileSync(manifest, picks.map((s, i) => cutLine(`w${i}`, s, 1, 0.5)).join('\n'));
     const out = path.join(work, 'whole.tar');
