@@ -222,7 +222,7 @@ async function writeBatch(run: Run, b: LhotseBatch, cuts: number, dest: Awaited<
 function summary(run: Run, secs: number): void {
   const s = run.stats;
   if (s.written + s.kept > 1) {
-    process.stderr.write(`Done: ${s.written} written, ${s.kept} kept; ${s.cuts} cuts, ${s.entries} entries, ${formatBytes(s.bytes)} in ${secs.toFixed(2)} s\n`);
+    process.stderr.write(`Done: ${s.written} written (${s.cuts} cuts, ${s.entries} entries, ${formatBytes(s.bytes)}), ${s.kept} kept, in ${secs.toFixed(2)} s\n`);
   }
   for (const [why, n] of s.whole) process.stderr.write(`note: ${n} audio object(s) fetched whole: ${why}\n`);
 }
