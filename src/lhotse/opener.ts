@@ -177,15 +177,41 @@ function sliceObject(name: string, header: Buffer, data: OpenedObject | undefine
     const bytes = Buffer.concat([header, convert(data?.bytes ?? Buffer.alloc(0)), pad]);
     return { ...meta, bytes, get body() { return Readable.from([bytes]); } };
   }
-  const inner = data.body;
-  async function* chunks(): AsyncGenerator<Buffer> {
-    yield header;
-    for await (const c of inner as AsyncIterable<Buffer>) yield convert(c);
-    if (pad.length > 0) yield pad;
+  return { ...meta, body: new SliceBody(header, data.body, convert, pad) };
+}
+
+/**
+ * Header, then the inner body's chunks as the consumer takes them (pausing the inner body when it
+ * holds back), then the pad byte. Destroying it destroys the inner body at once.
+ */
+class SliceBody extends Readable {
+  constructor(
+    header: Buffer,
+    private readonly inner: Readable,
+    convert: (c: Buffer) => Buffer,
+    pad: Buffer,
+  ) {
+    super();
+    this.push(header);
+    inner.on('data', (c: Buffer) => {
+      if (!this.push(convert(c))) inner.pause();
+    });
+    inner.once('end', () => {
+      if (pad.length > 0) this.push(pad);
+      this.push(null);
+    });
+    inner.once('error', (e) => this.destroy(e));
+    inner.pause();
   }
-  const body = Readable.from(chunks(), { objectMode: false });
-  body.once('close', () => inner.destroy());
-  return { ...meta, body };
+
+  override _read(): void {
+    this.inner.resume();
+  }
+
+  override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
+    this.inner.destroy();
+    cb(err);
+  }
 }
 
 /**
