@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { Command, Option } from 'commander';
 import { runBatch } from '../src/batch/engine.js';
-import { cutBatch, inGroups, manifestLocation, openManifest, readCuts, type LhotseBatch } from '../src/lhotse/batch.js';
+import { cutBatch, inGroups, manifestLocation, openManifest, providerCheck, readCuts, type LhotseBatch } from '../src/lhotse/batch.js';
 import type { AudioMode, CutPlan } from '../src/lhotse/cuts.js';
 import { manifestLines, type ManifestLine } from '../src/lhotse/manifest.js';
 import { ProbeCache } from '../src/lhotse/opener.js';
@@ -101,7 +101,7 @@ async function lhotseGetBatch(dst: string | undefined, flags: LhotseFlags): Prom
       contOnErr: flags.contOnErr === true,
       onSkip: (e) => process.stderr.write(`ojs-ml: skipped: ${e.message} [${e.code}]\n`),
       fileLocation: rootMapper(roots, true),
-      check: mode === 'shar' ? sharProblem : undefined,
+      check: providerCheck(run.registry, mode === 'shar' ? sharProblem : undefined),
     });
     if (mode === 'single') await single(run, dst!, cuts);
     else if (mode === 'batches') await batches(run, dst, cuts);

@@ -37,7 +37,7 @@ export async function* readCuts(lines: AsyncIterable<ManifestLine> | Iterable<Ma
       try {
         cut = planCut(l.value, l.line, opts);
         const problem = opts.check?.(cut);
-        if (problem !== undefined) throw new OjsError(problem.kind, `line ${l.line}: ${problem.message}`, { code: problem.code });
+        if (problem !== undefined) throw new OjsError(problem.kind, `line ${l.line}: ${problem.message}`, { code: problem.code, context: problem.context });
       } catch (e) {
         if (!(e instanceof OjsError)) throw e;
         err = e;
@@ -50,6 +50,22 @@ export async function* readCuts(lines: AsyncIterable<ManifestLine> | Iterable<Ma
     if (!opts.contOnErr) throw err;
     opts.onSkip?.(err);
   }
+}
+
+/** A check for readCuts: every audio object of the cut has a provider here (else the cut's line is named). */
+export function providerCheck(sources: SourceResolver, also?: (cut: CutPlan) => OjsError | undefined): (cut: CutPlan) => OjsError | undefined {
+  return (cut) => {
+    const first = also?.(cut);
+    if (first !== undefined) return first;
+    for (const item of cut.items) {
+      try {
+        sources.get(item.location.provider);
+      } catch (e) {
+        return e instanceof OjsError ? e : new OjsError('Unsupported', String(e));
+      }
+    }
+    return undefined;
+  };
 }
 
 /** Groups of `size` (the last one may be shorter; none when the input is empty). */

@@ -14,7 +14,7 @@
 import { performance } from 'node:perf_hooks';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { runBatch, type BatchOptions } from '../batch/engine.js';
-import { cutBatch, manifestLocation, openManifest, readCuts } from '../lhotse/batch.js';
+import { cutBatch, manifestLocation, openManifest, providerCheck, readCuts } from '../lhotse/batch.js';
 import type { AudioMode, CutPlan } from '../lhotse/cuts.js';
 import { bufferLines, type ManifestLine } from '../lhotse/manifest.js';
 import { ProbeCache } from '../lhotse/opener.js';
@@ -142,13 +142,14 @@ async function collectCuts(
     audio: o.audio,
     contOnErr: o.coer,
     fileLocation,
+    check: providerCheck(app.ojs.registry),
     ...range,
     onSkip: (e) => o.skipped.push(lineOf(e)),
   });
   try {
     for await (const c of read) cuts.push(c);
   } catch (e) {
-    throw toOjsError(e);
+    throw refusedProvider(toOjsError(e), (app.ojs.config.disabled ?? []) as string[]);
   }
   return cuts;
 }

@@ -98,6 +98,21 @@ describe('cut manifests: plain, gzip, LZ4', () => {
     expect(r.stderr).toContain('line 2: unknown cut type "WeirdCut"');
   });
 
+  it('names the line of a cut whose provider this build lacks; --cont-on-err skips it', async () => {
+    const remote = JSON.parse(corpus.lines[0]!) as { id: string; recording: { sources: { type: string; source: string }[] } };
+    remote.id = 'remote';
+    remote.recording.sources[0] = { ...remote.recording.sources[0]!, type: 'url', source: 'ais://bucket/a.wav' };
+    const file = path.join(work, 'remote.jsonl');
+    fs.writeFileSync(file, [corpus.lines[0], JSON.stringify(remote), corpus.lines[1]].join('\n'));
+    const out = path.join(work, 'remote.tar');
+    const r = await ojs(['lhotse-get-batch', '--cuts', file, '--nv', out]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/line 2: provider 'ais': .*\[ERR_UNSUPPORTED_PROVIDER\]/);
+    const skip = await ojs(['lhotse-get-batch', '--cuts', file, '--nv', '--cont-on-err', out]);
+    expect(skip.code, skip.stderr).toBe(0);
+    expect((await pythonTarMembers(out)).map((m) => m.name)).toEqual([`${corpus.cuts[0]!.id}.wav`, `${corpus.cuts[1]!.id}.wav`]);
+  });
+
   it('fails on a truncated gzip manifest and on a line over 16 MiB, naming it', async () => {
     const gz = gzipSync(plain);
     const cut = path.join(work, 'cut.jsonl.gz');

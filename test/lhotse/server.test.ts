@@ -97,6 +97,14 @@ describe('POST /v1/lhotse/batch', () => {
     expect([range.status, json(range).error.message]).toEqual([400, "lines: '5-2' is not A, A-B or A- (1-based, A <= B)"]);
   });
 
+  it('refuses a provider the server turned off (403), naming the line', async () => {
+    const remote = JSON.parse(corpus.lines[0]!) as { recording: { sources: { type: string; source: string }[] } };
+    remote.recording.sources[0] = { ...remote.recording.sources[0]!, type: 'url', source: 'https://example.com/a.wav' };
+    const r = await request(`${server.url}${URL_PATH}`, { method: 'POST', body: [corpus.lines[0], JSON.stringify(remote)].join('\n') });
+    expect([r.status, json(r).error.code]).toEqual([403, 'ERR_PROVIDER_DISABLED']);
+    expect(json(r).error.message).toContain("provider 'https' is disabled on this server");
+  });
+
   it("keeps the app's authentication", async () => {
     const r = await request(`${secured.url}${URL_PATH}`, { method: 'POST', body: corpus.lines[0] });
     expect(r.status).toBe(401);
