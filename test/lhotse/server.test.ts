@@ -2,9 +2,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkSlices, makeCorpus, type Corpus } from '../helpers/audio.js';
+import { checkSlices, makeCorpus, makeWav, type Corpus } from '../helpers/audio.js';
 import { gnuTarList, pythonTarMembers, run, tmpDir } from '../helpers/tools.js';
-import { json, listen, request, type TestServer } from '../server/helpers.js';
+import { fdsUnder, json, listen, request, waitFor, type TestServer } from '../server/helpers.js';
 
 let work: string;
 let corpus: Corpus;
@@ -103,6 +103,20 @@ describe('POST /v1/lhotse/batch', () => {
     const r = await request(`${server.url}${URL_PATH}`, { method: 'POST', body: [corpus.lines[0], JSON.stringify(remote)].join('\n') });
     expect([r.status, json(r).error.code]).toEqual([403, 'ERR_PROVIDER_DISABLED']);
     expect(json(r).error.message).toContain("provider 'https' is disabled on this server");
+  });
+
+  it('a client that goes away mid-archive leaves no file open', async () => {
+    const big = path.join(work, 'corpus', 'big.wav');
+    fs.writeFileSync(big, makeWav({ layout: 'pcm16', channels: 2, rate: 48000, frames: 48000 * 20, seed: 9 }));
+    const cut = JSON.parse(corpus.lines[0]!) as Record<string, unknown> & { recording: { sources: { source: string }[] } };
+    cut.recording.sources[0]!.source = big;
+    const lines = Array.from({ length: 8 }, (_, i) => JSON.stringify({ ...cut, id: `big-${i}`, start: i, duration: 10 }));
+    for (let k = 0; k < 3; k++) {
+      const r = await request(`${server.url}${URL_PATH}`, { method: 'POST', body: lines.join('\n'), abortAfter: 200_000 });
+      expect(r.complete).toBe(false);
+    }
+    await waitFor(() => fdsUnder(path.join(work, 'corpus')).length === 0, 5000, 'the server to close every file');
+    await waitFor(() => server.app.ojs.batches.size === 0, 5000, 'no batch in flight');
   });
 
   it("keeps the app's authentication", async () => {
