@@ -23,6 +23,8 @@ import { EXIT_OK, collectRoot, interruptSignal, reportError } from './common.js'
 import { openDestination, usage, writeArchive } from './output.js';
 import { formatBytes, showProgress } from './progress.js';
 
+const NOTES_MAX = 5; // reasons for whole fetches listed at the end of a run
+
 interface LhotseFlags {
   cuts?: string;
   batchSize?: string;
@@ -224,7 +226,9 @@ function summary(run: Run, secs: number): void {
   if (s.written + s.kept > 1) {
     process.stderr.write(`Done: ${s.written} written (${s.cuts} cuts, ${s.entries} entries, ${formatBytes(s.bytes)}), ${s.kept} kept, in ${secs.toFixed(2)} s\n`);
   }
-  for (const [why, n] of s.whole) process.stderr.write(`note: ${n} audio object(s) fetched whole: ${why}\n`);
+  const reasons = [...s.whole];
+  for (const [why, n] of reasons.slice(0, NOTES_MAX)) process.stderr.write(`note: ${n} audio object(s) fetched whole: ${why}\n`);
+  if (reasons.length > NOTES_MAX) process.stderr.write(`note: ... and ${reasons.length - NOTES_MAX} more reasons to fetch whole\n`);
 }
 
 /** A name's extension, then DST's (a hint in batch runs), then --format; stdout may default to TAR. */
