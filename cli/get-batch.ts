@@ -15,7 +15,7 @@ import { parseSpecText } from '../src/spec/spec-text.js';
 import { expandTemplate } from '../src/spec/template.js';
 import { hasScheme, normalizeProvider, parseBucketUri } from '../src/spec/uri.js';
 import { EXIT_OK, EXIT_USAGE, collectRoot, interruptSignal, reportError } from './common.js';
-import { openDestination, usage } from './output.js';
+import { openDestination, usage, writeArchive } from './output.js';
 import { formatBytes, showProgress } from './progress.js';
 
 interface GetBatchOptions {
@@ -111,7 +111,7 @@ async function getBatch(src: string | undefined, dst: string, opts: GetBatchOpti
     const run = runBatch(req, registry, intr.signal, { archive: { level } });
     const progress = await showProgress(run.progress, !opts.nv && process.stderr.isTTY === true);
     try {
-      await Promise.all([dest.write(run.stream, intr.signal), run.result]);
+      await writeArchive(dest, run, intr.signal);
     } finally {
       progress.stop();
     }

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { getBatchCommand } from './get-batch.js';
+import { lhotseGetBatchCommand } from './lhotse-get-batch.js';
 import { serveCommand } from './serve.js';
 import { EXIT_USAGE } from './common.js';
 
@@ -18,6 +19,7 @@ const program = new Command('ojs-ml')
   });
 
 program.addCommand(getBatchCommand());
+program.addCommand(lhotseGetBatchCommand());
 program.addCommand(serveCommand());
 
 await program.parseAsync(process.argv);

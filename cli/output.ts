@@ -93,6 +93,25 @@ async function confirm(question: string): Promise<boolean> {
   }
 }
 
+/**
+ * Writes a batch's archive to a destination and waits for both. When the batch fails, a file
+ * destination gets the archive destroyed at once, so that its pipeline fails and the temporary
+ * file goes: a failed archive otherwise waits for its consumer to drain with an unref'd timer,
+ * and the process could exit first, leaving `.DST.<random>.partial` behind. Stdout keeps the
+ * drain (the bytes that make the cut-off output invalid must reach the reader).
+ */
+export async function writeArchive(dest: Destination, run: { stream: Readable; result: Promise<unknown> }, signal: AbortSignal): Promise<void> {
+  const writing = dest.write(run.stream, signal);
+  try {
+    await Promise.all([writing, run.result]);
+  } catch (e) {
+    if (dest.label === 'stdout') throw e;
+    run.stream.destroy(e instanceof Error ? e : new Error(String(e)));
+    await writing.catch(() => undefined);
+    throw e;
+  }
+}
+
 export function usage(message: string): OjsError {
   return new OjsError('BadSpec', message, { code: 'ERR_USAGE' });
 }

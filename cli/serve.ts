@@ -34,7 +34,7 @@ function collect(value: string, previous: string[]): string[] {
 
 export function serveCommand(): Command {
   return new Command('serve')
-    .description('Run the HTTP service: AIStore-compatible GetBatch (GET|POST /v1/ml/moss[/BUCKET]), /ok, /varz, /metrics')
+    .description('Run the HTTP service: AIStore-compatible GetBatch (GET|POST /v1/ml/moss[/BUCKET]), Lhotse cuts (POST /v1/lhotse/batch), /ok, /varz, /metrics')
     .addOption(new Option('--host <H>', 'address to listen on').default('127.0.0.1'))
     .addOption(new Option('--port <P>', 'port to listen on (0: any free port)').default('8080'))
     .addOption(new Option('--root <NAME=DIR>', 'serve directory DIR as file bucket NAME (repeatable)').argParser(collectRoot).default({}, 'none'))

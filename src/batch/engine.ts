@@ -13,6 +13,10 @@
  * Failures: an entry that fails before any of its bytes went into the archive becomes a
  * `__404__/` placeholder under `coer` (if its error kind is one a missing item can have);
  * anything else destroys the archive, so a consumer never sees a shorter archive that looks whole.
+ *
+ * Openers: a front end whose entries are not plain reads (a Lhotse slice is a new WAV header
+ * before a range of an object) passes an EntryOpener. It gets the engine's own open as `next`, so
+ * its reads go through the same window, sources and shard indexes; it may name the entry.
  */
 import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
@@ -41,13 +45,41 @@ const SOFT_KINDS: ReadonlySet<ErrorKind> = new Set<ErrorKind>([
   'Conflict',
 ]);
 
+/** Whether an error means "this item cannot be had" (a placeholder under coer) rather than a broken batch. */
+export function isSoftError(err: OjsError): boolean {
+  return SOFT_KINDS.has(err.kind);
+}
+
 export interface SourceResolver {
   get(provider: Provider): ObjectSource;
+}
+
+/** What an entry opens as: an object, and the entry's name when the opener decides it. */
+export interface OpenedEntry extends OpenedObject {
+  /** The name in the archive (default: the entry's); a missing entry keeps `__404__/<entry.name>`. */
+  name?: string;
+}
+
+/** The engine's own open of an entry: an object, a range of it, or a member of a shard. */
+export type OpenEntry = (entry: BatchEntry, signal: AbortSignal) => Promise<OpenedObject>;
+
+/**
+ * Takes over opening entries, for front ends whose entries are not plain reads (a sliced WAV is a
+ * new header before a range of an object). `next` is the engine's own open, for any entry, so an
+ * opener can probe, read other ranges, or wrap what it gets; shard members keep one index per
+ * batch whoever asks.
+ */
+export interface EntryOpener {
+  open(entry: BatchEntry, signal: AbortSignal, next: OpenEntry): Promise<OpenedEntry>;
+  /** False for entries made without reading a source (their provider is not checked); default true. */
+  readsSource?(entry: BatchEntry): boolean;
 }
 
 export interface BatchOptions {
   /** Compression level and such, for the output format. */
   archive?: ArchiveOptions;
+  /** Opens entries instead of the engine (which it may call back); default: the engine's own open. */
+  opener?: EntryOpener;
   /** Entries opened ahead of the writer. */
   windowEntries?: number;
   /** Bytes held in read-ahead queues, across entries. */
@@ -85,7 +117,7 @@ export interface BatchRun {
 
 interface Slot {
   entry: BatchEntry;
-  opened?: OpenedObject;
+  opened?: OpenedEntry;
   error?: OjsError;
   chunks: Buffer[];
   ended: boolean;
@@ -101,16 +133,17 @@ interface Slot {
  * everything else surfaces through `stream` and `result`.
  */
 export function runBatch(req: BatchRequest, sources: SourceResolver, signal?: AbortSignal, opts: BatchOptions = {}): BatchRun {
-  preflight(req, sources);
+  preflight(req, sources, opts.opener);
   const writer = createArchiveWriter(req.format, opts.archive);
   const run = new Runner(req, sources, writer, opts, signal);
   return { stream: writer.output, result: run.result, progress: run.progress };
 }
 
 /** Everything that can be known wrong before reading: providers, formats, features. */
-function preflight(req: BatchRequest, sources: SourceResolver): void {
+function preflight(req: BatchRequest, sources: SourceResolver, opener: EntryOpener | undefined): void {
   const seen = new Set<Provider>();
   for (const e of req.entries) {
+    if (opener?.readsSource?.(e) === false) continue;
     if (!seen.has(e.location.provider)) {
       seen.add(e.location.provider);
       try {
@@ -142,6 +175,7 @@ class Runner {
   private detach = (): void => undefined;
   private readonly shards = new Map<string, Promise<ShardIndex>>();
   private wanted: Map<string, Set<string>> | undefined;
+  private readonly opener: EntryOpener | undefined;
 
   constructor(
     private readonly req: BatchRequest,
@@ -152,6 +186,7 @@ class Runner {
   ) {
     this.windowEntries = Math.max(1, opts.windowEntries ?? WINDOW_ENTRIES);
     this.windowBytes = Math.max(1, opts.windowBytes ?? WINDOW_BYTES);
+    this.opener = opts.opener;
     this.pool = opts.pool;
     const offPool = this.pool?.onFree(() => this.refill());
     // Every open entry listens on the batch's signal (a source may add a few listeners each).
@@ -236,25 +271,33 @@ class Runner {
   }
 
   private start(slot: Slot): void {
-    const { entry } = slot;
     if (this.pool !== undefined) {
       // Charged now, before the open resolves, so that a pump loop stops once the pool is full.
       this.pool.take(OPEN_RESERVE);
       slot.reserved = true;
     }
     const signal = this.ac.signal;
-    let source: ObjectSource;
+    let opening: Promise<OpenedEntry>;
     try {
-      source = this.sources.get(entry.location.provider);
+      opening = this.opener === undefined ? this.openOwn(slot.entry, signal) : this.opener.open(slot.entry, signal, this.openOwn);
     } catch (e) {
       this.failSlot(slot, e);
       return;
     }
-    this.openEntry(source, entry, signal).then(
+    opening.then(
       (opened) => this.attach(slot, opened),
       (e: unknown) => this.failSlot(slot, e),
     );
   }
+
+  /** The engine's own open (an arrow: openers get it as a plain function). */
+  private readonly openOwn: OpenEntry = (entry, signal) => {
+    try {
+      return this.openEntry(this.sources.get(entry.location.provider), entry, signal);
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
+  };
 
   /** An object, or a member of a shard: each shard is indexed once per batch, for all its members. */
   private openEntry(source: ObjectSource, entry: BatchEntry, signal: AbortSignal): Promise<OpenedObject> {
@@ -263,7 +306,8 @@ class Runner {
     const key = shardKey(entry);
     let index = this.shards.get(key);
     if (index === undefined) {
-      index = indexShard(source, ref, this.membersWanted().get(key)!, signal);
+      // An opener's own reads may name a shard the request does not: then the whole index.
+      index = indexShard(source, ref, this.membersWanted().get(key) ?? new Set(), signal);
       index.catch(() => undefined); // each member's open reports it
       this.shards.set(key, index);
     }
@@ -285,7 +329,7 @@ class Runner {
     return this.wanted;
   }
 
-  private attach(slot: Slot, opened: OpenedObject): void {
+  private attach(slot: Slot, opened: OpenedEntry): void {
     slot.opened = opened;
     if (opened.bytes !== undefined) {
       // Already in memory: no stream to drive.
@@ -399,7 +443,7 @@ class Runner {
 
   private async placeholder(slot: Slot, err: OjsError): Promise<void> {
     const { entry } = slot;
-    if (!this.req.coer || !SOFT_KINDS.has(err.kind)) throw err;
+    if (!this.req.coer || !isSoftError(err)) throw err;
     this.progress.missing++;
     if (this.progress.missing > this.req.maxSoftErrors) {
       throw new OjsError('TooMany', `more than ${this.req.maxSoftErrors} entries missing (max_soft_errs); last: ${err.message}`, {
@@ -413,9 +457,9 @@ class Runner {
     this.missing.set(this.head, err.message);
   }
 
-  private async write(slot: Slot, opened: OpenedObject): Promise<void> {
+  private async write(slot: Slot, opened: OpenedEntry): Promise<void> {
     const { entry } = slot;
-    const header = { name: entry.name, size: opened.length, mtime: opened.mtime };
+    const header = { name: opened.name ?? entry.name, size: opened.length, mtime: opened.mtime };
     let body: EntryBody;
     if (slot.ended) {
       body = slot.chunks;

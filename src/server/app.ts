@@ -2,8 +2,8 @@
  * The HTTP service as a fastify app, without listening (server.ts listens). It adapts HTTP to
  * the engine and nothing more: parse and check a request, runBatch, sendBatch.
  *
- * Routes: GetBatch (`GET|POST /v1/ml/moss[/{bucket}]`, AIStore's wire format), `/ok`, `/varz`,
- * `/metrics`. Every request gets an id (X-Request-Id in and out), an access log line and a
+ * Routes: GetBatch (`GET|POST /v1/ml/moss[/{bucket}]`, AIStore's wire format), Lhotse cuts
+ * (`POST /v1/lhotse/batch`, lhotse-route.ts), `/ok`, `/varz`, `/metrics`. Every request gets an id (X-Request-Id in and out), an access log line and a
  * count in the metrics. With tokens configured, everything but `/ok` needs a bearer token.
  */
 import { randomBytes } from 'node:crypto';
@@ -24,6 +24,7 @@ import { combinedLogLine } from './access-log.js';
 import { BearerAuth } from './auth.js';
 import { DEFAULT_LIMITS, type ServerLimits } from './limits.js';
 import { ServerMetrics, type MetricsHooks } from './metrics.js';
+import { lhotseRoutes } from './lhotse-route.js';
 import { errorBody, sendBatch, sentBodyBytes, statusOf, watchClient } from './respond.js';
 
 const RETRY_AFTER_S = 1; // what a 429 (too many batches at once) asks the client to wait
@@ -162,6 +163,8 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
   const spool = { memoryBytes: config.spool?.memoryBytes ?? SPOOL_MEMORY_BYTES, dir: config.spool?.dir ?? os.tmpdir() };
   const readAhead = new BytePool(config.memory?.readAheadBytes ?? READ_AHEAD_POOL_BYTES);
   const spoolPool = new BytePool(config.memory?.spoolBytes ?? SPOOL_POOL_BYTES);
+  // What every batch route runs with: the shared pools, then the embedder's engine options.
+  const shared = { batch: { pool: readAhead, ...config.batch }, spool: { ...spool, pool: spoolPool } };
   const effective = {
     limits: { ...limits, maxBatchBytes: Number.isFinite(limits.maxBatchBytes) ? limits.maxBatchBytes : null },
     providers: registry.available(),
@@ -231,12 +234,12 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
         });
       }
     };
-    const handler = (request: FastifyRequest, reply: FastifyReply) =>
-      getBatch(request, reply, { state, limits, disabled, spool: { ...spool, pool: spoolPool }, batch: { pool: readAhead, ...config.batch }, busy, errorLog });
+    const handler = (request: FastifyRequest, reply: FastifyReply) => getBatch(request, reply, { state, limits, disabled, spool: shared.spool, batch: shared.batch, busy, errorLog });
     // Checked before the body is read, and again once it is (the slot is taken only then).
     scope.route({ method: ['GET', 'POST'], url: '/v1/ml/moss', onRequest: busy, handler });
     scope.route({ method: ['GET', 'POST'], url: '/v1/ml/moss/:bucket', onRequest: busy, handler });
   });
+  await app.register(lhotseRoutes, { batch: shared.batch, spool: shared.spool, errorLog });
   return app;
 }
 

@@ -92,6 +92,15 @@ describe('ojs-ml get-batch', () => {
     expect(leftovers()).toEqual([]);
   });
 
+  it('leaves no temp file when the archive fails while its file is still being written', async () => {
+    const dst = out('fail-first.tar');
+    fs.writeFileSync(path.join(data, 'big-first.bin'), randomBytes(1 << 20));
+    const r = await ojs(['get-batch', '--root', `data=${data}`, '--spec', spec([{ bucket: 'data', objname: 'big-first.bin' }, { bucket: 'data', objname: 'nope-first.bin' }]), dst]);
+    expect(r.code).toBe(1);
+    expect(fs.existsSync(dst)).toBe(false);
+    expect(leftovers()).toEqual([]);
+  });
+
   it('does not replace an existing DST on failure', async () => {
     const dst = out('keep.tar');
     fs.writeFileSync(dst, 'precious');
