@@ -140,10 +140,26 @@ export class GcsSource implements ObjectSource {
     }
   }
 
+  /** Whatever fails here is about credentials, except a token server that cannot be reached. */
   private async authHeaders(ref: ObjectRef, signal: AbortSignal): Promise<Record<string, string>> {
     if (!this.needsAuth) return {};
-    const h = await this.call(ref, signal, () => this.storage.authClient.getRequestHeaders());
+    let h: unknown;
+    try {
+      h = await this.call(ref, signal, () => this.storage.authClient.getRequestHeaders());
+    } catch (e) {
+      const err = e as OjsError;
+      if (err.kind === 'Aborted' || err.kind === 'Unauthorized' || err.temporary) throw e;
+      throw this.noCredentials(err.cause ?? e, ref);
+    }
     return Object.fromEntries(Object.entries(h as Record<string, string>).map(([k, v]) => [k.toLowerCase(), v]));
+  }
+
+  private noCredentials(e: unknown, ref: ObjectRef): OjsError {
+    const msg = (e as Error).message ?? String(e);
+    return new OjsError('Unauthorized', `gs: no usable Google credentials: ${msg.split('\n')[0]} (set GOOGLE_APPLICATION_CREDENTIALS or run gcloud auth application-default login)`, {
+      context: this.ctx(ref),
+      cause: e,
+    });
   }
 
   /** GCS's 416 gives no size; the metadata does. */
@@ -168,13 +184,7 @@ export class GcsSource implements ObjectSource {
     const err = e as ApiErrorLike & { response?: { status?: number } };
     const status = typeof err.code === 'number' ? err.code : err.response?.status;
     if (status !== undefined && status >= 300) return this.statusFailure(status, err, ref);
-    const msg = err.message ?? String(e);
-    if (/credentials|invalid_grant|private key|ENOENT.*json|key file/i.test(msg)) {
-      return new OjsError('Unauthorized', `gs: no usable Google credentials: ${msg.split('\n')[0]} (set GOOGLE_APPLICATION_CREDENTIALS or run gcloud auth application-default login)`, {
-        context: this.ctx(ref),
-        cause: e,
-      });
-    }
+    if (/credentials|invalid_grant|private key/i.test(err.message ?? '')) return this.noCredentials(e, ref);
     return networkError(e, `gs: cannot reach ${this.baseUrl}`, this.ctx(ref), signal);
   }
 

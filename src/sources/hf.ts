@@ -46,7 +46,7 @@ export class HfSource implements ObjectSource {
 
   constructor(opts: HfSourceOptions = {}, env: NodeJS.ProcessEnv = process.env) {
     this.endpoint = new URL(opts.endpoint ?? env.HF_ENDPOINT ?? DEFAULT_ENDPOINT);
-    this.token = opts.token ?? env.HF_TOKEN ?? env.HUGGING_FACE_HUB_TOKEN;
+    this.token = (opts.token ?? env.HF_TOKEN ?? env.HUGGING_FACE_HUB_TOKEN) || undefined;
     // The Hub is named by configuration, not by requests: no SSRF policy applies to it.
     this.client = new WebClient({ allowPrivate: true }, opts.connections ?? CONNECTIONS);
   }
@@ -150,7 +150,7 @@ export class HfSource implements ObjectSource {
   }
 
   private auth(): Record<string, string> {
-    return this.token === undefined || this.token === '' ? {} : { authorization: `Bearer ${this.token}` };
+    return this.token === undefined ? {} : { authorization: `Bearer ${this.token}` };
   }
 
   /** The Hub's error codes (X-Error-Code) say what is missing: the repository, the revision or the file. */
@@ -162,7 +162,7 @@ export class HfSource implements ObjectSource {
     const repo = parseRepo(ref.bucket);
     const withMsg = (m: string) => (said === '' ? m : `${m}: ${said}`);
     if (errorCode === 'RepoNotFound' || (res.status === 401 && this.token === undefined)) {
-      const hint = this.token === undefined ? ' (or private or gated: set HF_TOKEN)' : '';
+      const hint = this.token === undefined ? ' (or private or gated: set HF_TOKEN)' : ' (or the token has no access to it)';
       return new OjsError('NotFound', withMsg(`hf: repository '${repo.kind}${repo.name}' not found${hint}`), { code: 'ERR_NO_SUCH_BUCKET', context: ctx });
     }
     if (errorCode === 'RevisionNotFound') {

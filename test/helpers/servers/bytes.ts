@@ -29,6 +29,8 @@ export interface SendOptions {
   headers?: Record<string, string>;
   /** Cut the connection after this many body bytes (a broken upstream). */
   cutAfter?: number;
+  /** Send nothing more after this many body bytes, keeping the connection open (a stalled upstream). */
+  stallAfter?: number;
 }
 
 /** Answers `req` with `data` (honouring Range), and the given headers. */
@@ -47,12 +49,12 @@ export function sendBytes(req: http.IncomingMessage, res: http.ServerResponse, d
     res.end();
     return;
   }
-  stream(res, part, opts.cutAfter);
+  stream(res, part, opts.cutAfter, opts.stallAfter);
 }
 
-function stream(res: http.ServerResponse, part: Buffer, cutAfter: number | undefined): void {
+function stream(res: http.ServerResponse, part: Buffer, cutAfter: number | undefined, stallAfter: number | undefined): void {
   let at = 0;
-  const limit = cutAfter === undefined ? part.length : Math.min(cutAfter, part.length);
+  const limit = Math.min(cutAfter ?? part.length, stallAfter ?? part.length, part.length);
   const next = (): void => {
     while (at < limit) {
       const end = Math.min(limit, at + WRITE_CHUNK);
@@ -63,8 +65,13 @@ function stream(res: http.ServerResponse, part: Buffer, cutAfter: number | undef
         return;
       }
     }
-    if (limit < part.length) res.socket?.destroy();
-    else res.end();
+    if (limit === part.length) res.end();
+    // Cut: what was written goes out first (FIN, not a reset that could drop it), then nothing.
+    else if (cutAfter !== undefined) {
+      if (at === 0) res.flushHeaders();
+      res.socket?.end();
+    }
+    // stalled: the response stays open until the client goes away
   };
   res.on('close', () => res.off('drain', next));
   next();

@@ -21,9 +21,16 @@ export interface FileServer extends Tracked {
 }
 
 export type Fault =
+  /** The body stops after this many bytes: the socket is destroyed. */
   | { cutAfter: number }
+  /** The body stalls after this many bytes (the socket stays open, nothing more comes). */
+  | { stallAfter: number }
+  /** No answer at all: the request hangs until the client gives up. */
+  | { hang: true }
   | { status: number; headers?: Record<string, string> }
-  | { redirect: string; status?: number };
+  | { redirect: string; status?: number }
+  /** Serve as if the client had sent this Range header (null: none), to fake a wrong answer. */
+  | { range: string | null };
 
 export async function startFileServer(opts: { etag?: boolean } = {}): Promise<FileServer> {
   const files = new Map<string, { data: Buffer; etag: string; mtime: Date }>();
@@ -34,6 +41,11 @@ export async function startFileServer(opts: { etag?: boolean } = {}): Promise<Fi
     // The path as the client sent it, decoded: what a file server maps to a file name.
     const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname.slice(1));
     const fault = fs.fault?.(req);
+    if (fault !== undefined && 'hang' in fault) return;
+    if (fault !== undefined && 'range' in fault) {
+      if (fault.range === null) delete req.headers.range;
+      else req.headers.range = fault.range;
+    }
     if (fault !== undefined && 'redirect' in fault) {
       res.writeHead(fault.status ?? 302, { location: fault.redirect, 'content-length': '0' });
       res.end();
@@ -58,7 +70,9 @@ export async function startFileServer(opts: { etag?: boolean } = {}): Promise<Fi
       res.end();
       return;
     }
-    sendBytes(req, res, f.data, { headers, cutAfter: fault !== undefined && 'cutAfter' in fault ? fault.cutAfter : undefined });
+    const cutAfter = fault !== undefined && 'cutAfter' in fault ? fault.cutAfter : undefined;
+    const stallAfter = fault !== undefined && 'stallAfter' in fault ? fault.stallAfter : undefined;
+    sendBytes(req, res, f.data, { headers, cutAfter, stallAfter });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
