@@ -12,7 +12,7 @@ import { AnonymousCredential, BlobServiceClient, StorageSharedKeyCredential, typ
 import type { Readable } from 'node:stream';
 import { OjsError, throwIfAborted, type ErrorContext } from '../spec/errors.js';
 import type { SourceFactory } from './registry.js';
-import { CheckedBody, checkResponse, networkError, rangeNotSatisfiable, statusError } from './remote.js';
+import { bodyOf, checkResponse, networkError, rangeNotSatisfiable, statusError } from './remote.js';
 import type { ListedObject, ObjectRef, ObjectSource, ObjectStat, OpenOptions, OpenedObject, SourceCapabilities } from './types.js';
 
 const LIST_PAGE = 5000; // blobs per listing page, the service's maximum
@@ -41,7 +41,7 @@ interface RestErrorLike {
 
 export class AzureSource implements ObjectSource {
   readonly provider = 'az' as const;
-  readonly capabilities: SourceCapabilities = { ranges: true, list: true, conditionalRead: true };
+  readonly capabilities: SourceCapabilities = { ranges: true, list: true, conditionalRead: true, network: true };
   readonly service: BlobServiceClient;
   private readonly where: string;
 
@@ -109,8 +109,8 @@ export class AzureSource implements ObjectSource {
       }
       // The SDK sends no range for offset 0 to the end: a 200, which checkResponse accepts for that range.
       const got = checkResponse(r, { status: res._response.status, contentLength: res.contentLength, contentRange: res.contentRange }, ctx);
-      const checked = new CheckedBody(body, got, opts.signal, (e) => this.error(e, ref, opts.signal), ctx);
-      return { length: got.range.length, range: got.range, size: got.size, ...(res.etag === undefined ? {} : { etag: res.etag }), ...(res.lastModified === undefined ? {} : { mtime: res.lastModified }), body: checked };
+      const meta = { ...(res.etag === undefined ? {} : { etag: res.etag }), ...(res.lastModified === undefined ? {} : { mtime: res.lastModified }) };
+      return await bodyOf(body, got, meta, opts.signal, (e) => this.error(e, ref, opts.signal), ctx);
     } catch (e) {
       body?.destroy();
       throw e;

@@ -13,11 +13,10 @@
  */
 import { Storage, type File, type StorageOptions } from '@google-cloud/storage';
 import { OjsError, abortedError, throwIfAborted, type ErrorContext } from '../spec/errors.js';
-import { readText } from './http.js';
 import type { SourceFactory } from './registry.js';
-import { CheckedBody, checkResponse, header, networkError, rangeHeader, rangeNotSatisfiable, statusError } from './remote.js';
+import { bodyOf, checkResponse, header, networkError, rangeHeader, rangeNotSatisfiable, statusError } from './remote.js';
 import type { ListedObject, ObjectRef, ObjectSource, ObjectStat, OpenOptions, OpenedObject, SourceCapabilities } from './types.js';
-import { WebClient, discard, type WebResponse } from './web.js';
+import { WebClient, discard, readText, type WebResponse } from './web.js';
 
 const CONNECTIONS = 128; // sockets to the JSON API: GCS serves many small objects best over many connections
 const LIST_PAGE = 1000; // objects per listing page, the API's maximum
@@ -44,7 +43,7 @@ interface ApiErrorLike {
 
 export class GcsSource implements ObjectSource {
   readonly provider = 'gs' as const;
-  readonly capabilities: SourceCapabilities = { ranges: true, list: true, conditionalRead: true };
+  readonly capabilities: SourceCapabilities = { ranges: true, list: true, conditionalRead: true, network: true };
   readonly storage: Storage;
   private readonly client: WebClient;
   private readonly baseUrl: string;
@@ -93,8 +92,8 @@ export class GcsSource implements ObjectSource {
       }
       const length = header(res.headers, 'content-length');
       const got = checkResponse(opts.range, { status: res.status, contentLength: length === undefined ? undefined : Number(length), contentRange: header(res.headers, 'content-range') }, ctx);
-      const body = new CheckedBody(res.body, got, opts.signal, (e) => networkError(e, 'gs: the body broke off', ctx, opts.signal), ctx);
-      return { length: got.range.length, range: got.range, size: got.size, ...(generation === undefined ? {} : { etag: generation }), body };
+      const meta = generation === undefined ? {} : { etag: generation };
+      return await bodyOf(res.body, got, meta, opts.signal, (e) => networkError(e, 'gs: the body broke off', ctx, opts.signal), ctx);
     } catch (e) {
       discard(res);
       throw e;

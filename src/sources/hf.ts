@@ -10,11 +10,10 @@
  * own answer, before any redirect to a CDN. `HF_TOKEN` and `HF_ENDPOINT` are honoured.
  */
 import { OjsError, throwIfAborted, type ErrorContext } from '../spec/errors.js';
-import { readText } from './http.js';
 import type { SourceFactory } from './registry.js';
-import { CheckedBody, checkResponse, header, networkError, rangeHeader, rangeNotSatisfiable, statusError } from './remote.js';
+import { bodyOf, checkResponse, header, networkError, rangeHeader, rangeNotSatisfiable, statusError } from './remote.js';
 import type { ListedObject, ObjectRef, ObjectSource, ObjectStat, OpenOptions, OpenedObject, SourceCapabilities } from './types.js';
-import { WebClient, discard, drain, type WebResponse } from './web.js';
+import { WebClient, discard, drain, readText, type WebResponse } from './web.js';
 
 const DEFAULT_ENDPOINT = 'https://huggingface.co';
 const CONNECTIONS = 64; // per origin (the Hub, and each CDN host): the engine's window
@@ -39,7 +38,7 @@ interface Repo {
 
 export class HfSource implements ObjectSource {
   readonly provider = 'hf' as const;
-  readonly capabilities: SourceCapabilities = { ranges: true, list: true, conditionalRead: true };
+  readonly capabilities: SourceCapabilities = { ranges: true, list: true, conditionalRead: true, network: true };
   private readonly client: WebClient;
   private readonly endpoint: URL;
   private readonly token: string | undefined;
@@ -84,8 +83,7 @@ export class HfSource implements ObjectSource {
       }
       const length = header(res.headers, 'content-length');
       const got = checkResponse(opts.range, { status: res.status, contentLength: length === undefined ? undefined : Number(length), contentRange: header(res.headers, 'content-range') }, ctx);
-      const body = new CheckedBody(res.body, got, opts.signal, (e) => networkError(e, 'hf: the body broke off', ctx, opts.signal), ctx);
-      return { length: got.range.length, range: got.range, size: got.size, ...v, body };
+      return await bodyOf(res.body, got, v, opts.signal, (e) => networkError(e, 'hf: the body broke off', ctx, opts.signal), ctx);
     } catch (e) {
       discard(res);
       throw e;

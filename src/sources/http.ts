@@ -7,9 +7,9 @@
  */
 import { OjsError, throwIfAborted, type ErrorContext } from '../spec/errors.js';
 import type { SourceFactory, SourcesConfig } from './registry.js';
-import { CheckedBody, checkResponse, header, networkError, rangeHeader, rangeNotSatisfiable, statusError } from './remote.js';
+import { bodyOf, checkResponse, header, networkError, rangeHeader, rangeNotSatisfiable, statusError } from './remote.js';
 import type { ListedObject, ObjectRef, ObjectSource, ObjectStat, OpenOptions, OpenedObject, SourceCapabilities } from './types.js';
-import { WebClient, discard, drain, type HostPolicy, type WebResponse } from './web.js';
+import { WebClient, discard, drain, readText, type HostPolicy, type WebResponse } from './web.js';
 
 const CONNECTIONS = 64; // sockets per origin: the engine's window of entries in flight
 const MAX_REDIRECTS = 5; // as browsers and curl -L allow, roughly
@@ -27,7 +27,7 @@ export interface HttpSourceOptions {
 }
 
 export class HttpSource implements ObjectSource {
-  readonly capabilities: SourceCapabilities = { ranges: true, list: false, conditionalRead: true };
+  readonly capabilities: SourceCapabilities = { ranges: true, list: false, conditionalRead: true, network: true };
   private readonly client: WebClient;
   private readonly maxRedirects: number;
   private readonly headers: Record<string, string>;
@@ -71,8 +71,7 @@ export class HttpSource implements ObjectSource {
       }
       const length = header(res.headers, 'content-length');
       const got = checkResponse(opts.range, { status: res.status, contentLength: length === undefined ? undefined : Number(length), contentRange: header(res.headers, 'content-range') }, ctx);
-      const body = new CheckedBody(res.body, got, opts.signal, (e) => networkError(e, `${this.provider}: the body broke off`, ctx, opts.signal), ctx);
-      return { length: got.range.length, range: got.range, size: got.size, ...v, body };
+      return await bodyOf(res.body, got, v, opts.signal, (e) => networkError(e, `${this.provider}: the body broke off`, ctx, opts.signal), ctx);
     } catch (e) {
       discard(res);
       throw e;
@@ -160,23 +159,6 @@ async function failure(res: WebResponse, ctx: ErrorContext): Promise<OjsError> {
   const base = MESSAGES[res.status] ?? `the server answered ${res.status}`;
   const message = detail === '' ? base : `${base}: ${detail.replace(/\s+/g, ' ').trim().slice(0, 200)}`;
   return statusError(res.status, message, { context: ctx, retryAfter: header(res.headers, 'retry-after') });
-}
-
-/** Up to `max` bytes of a body as text; the rest is dropped with the socket. */
-export async function readText(res: WebResponse, max: number): Promise<string> {
-  const chunks: Buffer[] = [];
-  let n = 0;
-  try {
-    for await (const c of res.body as AsyncIterable<Buffer>) {
-      chunks.push(c);
-      n += c.length;
-      if (n >= max) break;
-    }
-  } catch {
-    // the message is best effort
-  }
-  discard(res);
-  return Buffer.concat(chunks).subarray(0, max).toString('utf8');
 }
 
 function lowerKeys(h: Record<string, string>): Record<string, string> {

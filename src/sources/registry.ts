@@ -41,12 +41,12 @@ export type SourceFactory = (config: SourcesConfig) => Promise<ObjectSource>;
  * in PLANNED.
  */
 const LOADERS: Record<RemoteProvider, { load: () => Promise<SourceFactory>; capabilities: SourceCapabilities }> = {
-  s3: { load: async () => (await import('./s3.js')).createS3, capabilities: { ranges: true, list: true, conditionalRead: true } },
-  gs: { load: async () => (await import('./gcs.js')).createGcs, capabilities: { ranges: true, list: true, conditionalRead: true } },
-  az: { load: async () => (await import('./azure.js')).createAzure, capabilities: { ranges: true, list: true, conditionalRead: true } },
-  hf: { load: async () => (await import('./hf.js')).createHf, capabilities: { ranges: true, list: true, conditionalRead: true } },
-  http: { load: async () => (await import('./http.js')).createHttp, capabilities: { ranges: true, list: false, conditionalRead: true } },
-  https: { load: async () => (await import('./http.js')).createHttps, capabilities: { ranges: true, list: false, conditionalRead: true } },
+  s3: { load: async () => (await import('./s3.js')).createS3, capabilities: { ranges: true, list: true, conditionalRead: true, network: true } },
+  gs: { load: async () => (await import('./gcs.js')).createGcs, capabilities: { ranges: true, list: true, conditionalRead: true, network: true } },
+  az: { load: async () => (await import('./azure.js')).createAzure, capabilities: { ranges: true, list: true, conditionalRead: true, network: true } },
+  hf: { load: async () => (await import('./hf.js')).createHf, capabilities: { ranges: true, list: true, conditionalRead: true, network: true } },
+  http: { load: async () => (await import('./http.js')).createHttp, capabilities: { ranges: true, list: false, conditionalRead: true, network: true } },
+  https: { load: async () => (await import('./http.js')).createHttps, capabilities: { ranges: true, list: false, conditionalRead: true, network: true } },
 };
 
 const PLANNED: Partial<Record<Provider, string>> = {

@@ -5,10 +5,11 @@
  * `temporary` is set only for what may succeed on retry: 5xx, 408, 429, resets, refused
  * connections and timeouts. Everything else fails at once.
  */
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { OjsError, abortedError, isAbortError, type ErrorContext, type ErrorKind } from '../spec/errors.js';
 import { resolveRange, type ByteRange, type ResolvedRange } from '../spec/range.js';
 import { Relay } from './relay.js';
+import type { OpenedObject } from './types.js';
 
 /** Network error codes (Node, undici, the SDKs) that a new attempt may get past. */
 const TEMPORARY_CODES = new Set([
@@ -32,6 +33,10 @@ const TEMPORARY_CODES = new Set([
   'REQUEST_SEND_ERROR',
 ]);
 const RETRY_AFTER_MAX_S = 3600; // a Retry-After beyond an hour is taken as garbage
+// Bodies up to this size are read whole at open (as the file source does for small files): a
+// stream per small object costs more CPU than the object, and the engine takes bytes as they are.
+// The engine's window (64 entries) bounds what that holds: 64 x 256 KiB = 16 MiB.
+export const SMALL_BODY_MAX = 256 << 10;
 
 /** The kind (and whether to retry) for an HTTP status that is not a success. */
 export function statusKind(status: number): { kind: ErrorKind; temporary: boolean } {
@@ -301,4 +306,97 @@ export class CheckedBody extends Relay {
     this.signal.removeEventListener('abort', this.onAbort);
     super._destroy(err, cb);
   }
+}
+
+/**
+ * Reads a small body whole, with the same checks as CheckedBody (exact count, the part cut out
+ * of a larger answer), and returns the object with its bytes in memory.
+ */
+export function readWhole(
+  inner: Readable,
+  part: CheckedResponse,
+  signal: AbortSignal,
+  mapError: (e: unknown) => OjsError,
+  context: ErrorContext,
+): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let got = 0;
+    const onAbort = () => finish(abortedError(signal));
+    const finish = (err?: OjsError) => {
+      signal.removeEventListener('abort', onAbort);
+      inner.off('data', onData);
+      if (err === undefined) {
+        const all = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, got);
+        resolve(part.skip === 0 && part.sent === part.range.length ? all : all.subarray(part.skip, part.skip + part.range.length));
+        return;
+      }
+      inner.on('error', () => undefined);
+      inner.destroy();
+      reject(err);
+    };
+    const onData = (c: Buffer) => {
+      chunks.push(c);
+      got += c.length;
+      if (got > part.sent) finish(new OjsError('SizeMismatch', `the body went past the ${part.sent} bytes announced`, { context }));
+    };
+    if (signal.aborted) return finish(abortedError(signal));
+    signal.addEventListener('abort', onAbort, { once: true });
+    inner.on('data', onData);
+    inner.once('end', () => {
+      if (got === part.sent) finish();
+      else finish(new OjsError('SizeMismatch', `the body ended after ${got} of ${part.sent} bytes`, { context, temporary: true }));
+    });
+    inner.once('error', (e) => finish(signal.aborted ? abortedError(signal) : mapError(e)));
+  });
+}
+
+/** An opened object whose bytes are in memory; its body is made only for a consumer that asks. */
+export function inMemory(o: Omit<OpenedObject, 'body' | 'bytes'>, bytes: Buffer): OpenedObject {
+  return {
+    ...o,
+    bytes,
+    get body(): Readable {
+      return Readable.from(bytes.length === 0 ? [] : [bytes]);
+    },
+  };
+}
+
+/** A body that can be had whole without a stream (exchange.ts), or as one. */
+export interface CollectableBody {
+  collect(limit: number): Promise<Buffer>;
+  stream(): Readable;
+}
+
+/** collect() with the checks and errors of readWhole. */
+async function collectWhole(inner: CollectableBody, part: CheckedResponse, signal: AbortSignal, mapError: (e: unknown) => OjsError, context: ErrorContext): Promise<Buffer> {
+  let all: Buffer;
+  try {
+    all = await inner.collect(part.sent);
+  } catch (e) {
+    if (signal.aborted) throw abortedError(signal);
+    throw e instanceof OjsError && e.kind === 'SizeMismatch' ? e.withContext(context) : mapError(e);
+  }
+  if (all.length !== part.sent) throw new OjsError('SizeMismatch', `the body ended after ${all.length} of ${part.sent} bytes`, { context, temporary: true });
+  return part.skip === 0 && part.sent === part.range.length ? all : all.subarray(part.skip, part.skip + part.range.length);
+}
+
+/**
+ * The body of a checked response: read whole when small, else a CheckedBody. Providers call
+ * this once the status, range and version are checked.
+ */
+export async function bodyOf(
+  inner: Readable | CollectableBody,
+  part: CheckedResponse,
+  meta: Omit<OpenedObject, 'body' | 'bytes' | 'length' | 'range' | 'size'>,
+  signal: AbortSignal,
+  mapError: (e: unknown) => OjsError,
+  context: ErrorContext,
+): Promise<OpenedObject> {
+  const base = { length: part.range.length, range: part.range, size: part.size, ...meta };
+  const stream = inner instanceof Readable;
+  if (part.sent <= SMALL_BODY_MAX) {
+    return inMemory(base, stream ? await readWhole(inner, part, signal, mapError, context) : await collectWhole(inner, part, signal, mapError, context));
+  }
+  return { ...base, body: new CheckedBody(stream ? inner : inner.stream(), part, signal, mapError, context) };
 }

@@ -15,7 +15,7 @@ import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client, ty
 import { OjsError, throwIfAborted, type ErrorContext } from '../spec/errors.js';
 import type { ByteRange } from '../spec/range.js';
 import type { SourceFactory } from './registry.js';
-import { CheckedBody, checkResponse, networkError, rangeHeader, rangeNotSatisfiable, statusError } from './remote.js';
+import { bodyOf, checkResponse, networkError, rangeHeader, rangeNotSatisfiable, statusError } from './remote.js';
 import type { ListedObject, ObjectRef, ObjectSource, ObjectStat, OpenOptions, OpenedObject, SourceCapabilities } from './types.js';
 
 // The SDK warns on every start that its releases after January 2027 need Node 22; this build
@@ -48,7 +48,7 @@ interface SdkError {
 
 export class S3Source implements ObjectSource {
   readonly provider = 's3' as const;
-  readonly capabilities: SourceCapabilities = { ranges: true, list: true, conditionalRead: true };
+  readonly capabilities: SourceCapabilities = { ranges: true, list: true, conditionalRead: true, network: true };
   readonly client: S3Client;
   private readonly endpoint: string | undefined;
 
@@ -102,8 +102,8 @@ export class S3Source implements ObjectSource {
         throw new OjsError('Conflict', `s3: the object changed (etag ${opts.ifMatch} -> ${r.ETag ?? 'none'})`, { context: ctx });
       }
       const got = checkResponse(opts.range, { status: r.$metadata.httpStatusCode ?? 200, contentLength: r.ContentLength, contentRange: r.ContentRange }, ctx);
-      const checked = new CheckedBody(body, got, opts.signal, (e) => this.error(e, ref, opts.signal), ctx);
-      return { length: got.range.length, range: got.range, size: got.size, ...(r.ETag === undefined ? {} : { etag: r.ETag }), ...(r.LastModified === undefined ? {} : { mtime: r.LastModified }), body: checked };
+      const meta = { ...(r.ETag === undefined ? {} : { etag: r.ETag }), ...(r.LastModified === undefined ? {} : { mtime: r.LastModified }) };
+      return await bodyOf(body, got, meta, opts.signal, (e) => this.error(e, ref, opts.signal), ctx);
     } catch (e) {
       body.destroy();
       throw e;

@@ -28,6 +28,8 @@ export interface SourceCapabilities {
   list: boolean;
   /** `ifMatch` on open is honoured (resume after a broken body). */
   conditionalRead: boolean;
+  /** Bodies come over the network, each bounded by its connection: the engine lets many flow at once. */
+  network?: boolean;
 }
 
 export interface ObjectRef {

@@ -5,8 +5,9 @@
  */
 import * as dns from 'node:dns';
 import * as net from 'node:net';
-import { Agent, request, type Dispatcher } from 'undici';
+import { Agent, type Dispatcher } from 'undici';
 import { OjsError, throwIfAborted, type ErrorContext } from '../spec/errors.js';
+import { exchange, type ExchangeBody, type ExchangeHead } from './exchange.js';
 import { header, networkError } from './remote.js';
 
 const KEEP_ALIVE_MS = 30_000; // idle sockets kept this long; servers (nginx 75 s, S3 ~20 s) close later or earlier, both fine
@@ -23,7 +24,7 @@ export interface HostPolicy {
 export interface WebResponse {
   status: number;
   headers: Record<string, string | string[] | undefined>;
-  body: Dispatcher.ResponseData['body'];
+  body: ExchangeBody;
   /** The URL that answered, after redirects. */
   url: URL;
   /** Headers of every hop, first request first (the last is `headers`). */
@@ -68,23 +69,23 @@ export class WebClient {
     for (let hop = 0; ; hop++) {
       throwIfAborted(req.signal);
       this.check(url, req.context);
-      let res: Dispatcher.ResponseData;
+      let res: ExchangeHead;
       try {
-        res = await request(url, { dispatcher: this.dispatcher, method: req.method, headers, signal: req.signal });
+        res = await exchange(this.dispatcher, url, req.method, headers, req.signal);
       } catch (e) {
         throw networkError(e, `${req.provider}: ${req.method} ${url.origin} failed`, req.context, req.signal);
       }
-      const resHeaders = res.headers as Record<string, string | string[] | undefined>;
+      const resHeaders = res.headers;
       hops.push({ url, headers: resHeaders });
       const location = header(resHeaders, 'location');
-      if (!REDIRECT_STATUSES.has(res.statusCode) || location === undefined || hop >= req.maxRedirects) {
-        return { status: res.statusCode, headers: resHeaders, body: res.body, url, hops };
+      if (!REDIRECT_STATUSES.has(res.status) || location === undefined || hop >= req.maxRedirects) {
+        return { status: res.status, headers: resHeaders, body: res.body, url, hops };
       }
       const next = new URL(location, url);
       if (req.sameOriginOnly === true && next.origin !== url.origin) {
-        return { status: res.statusCode, headers: resHeaders, body: res.body, url, hops };
+        return { status: res.status, headers: resHeaders, body: res.body, url, hops };
       }
-      await res.body.dump({ limit: REDIRECT_DRAIN_MAX }).catch(() => undefined);
+      await res.body.dump(REDIRECT_DRAIN_MAX);
       if (next.protocol !== 'http:' && next.protocol !== 'https:') {
         throw new OjsError('Forbidden', `${req.provider}: redirect to '${next.protocol}' refused`, { context: req.context });
       }
@@ -114,15 +115,20 @@ export class WebClient {
   }
 }
 
-/** Closes a body we will not read (and its socket); undici reports that as an error, which nobody needs. */
+/** Closes a body we will not read (and its socket, unless the response is complete). */
 export function discard(res: WebResponse): void {
-  res.body.on('error', () => undefined);
   res.body.destroy();
 }
 
 /** Reads a body we do not need, so that its socket can serve the next request; a long one is cut. */
 export async function drain(res: WebResponse): Promise<void> {
-  await res.body.dump({ limit: REDIRECT_DRAIN_MAX }).catch(() => undefined);
+  await res.body.dump(REDIRECT_DRAIN_MAX);
+}
+
+/** Up to `max` bytes of a body as text (error messages); the rest is dropped with the socket. */
+export async function readText(res: WebResponse, max: number): Promise<string> {
+  const b = await res.body.collect(max, true).catch(() => Buffer.alloc(0));
+  return b.toString('utf8');
 }
 
 /** `host`, `host:port`, `*.domain`, `*.domain:port`, `[v6]`, `[v6]:port`; a pattern without a port allows any port. */

@@ -7,6 +7,9 @@ import type * as http from 'node:http';
 
 const WRITE_CHUNK = 64 << 10; // bytes per write: the body streams, a paused client is felt
 
+/** Milliseconds between body writes of every test server in this process (0: none); a test slows upstreams with it. */
+export const pacing = { ms: 0 };
+
 export type Parsed = { start: number; end: number } | 'unsatisfiable' | undefined;
 
 /** A single `bytes=` range against `size`; undefined when there is none (or it is not one we read). */
@@ -60,6 +63,11 @@ function stream(res: http.ServerResponse, part: Buffer, cutAfter: number | undef
       const end = Math.min(limit, at + WRITE_CHUNK);
       const ok = res.write(part.subarray(at, end));
       at = end;
+      if (pacing.ms > 0 && at < limit) {
+        // A drain may come during the wait: ask again after it.
+        setTimeout(() => (res.destroyed ? undefined : res.writableNeedDrain ? res.once('drain', next) : next()), pacing.ms);
+        return;
+      }
       if (!ok) {
         res.once('drain', next);
         return;

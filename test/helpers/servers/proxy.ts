@@ -5,6 +5,7 @@
  */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { pacing } from './bytes.js';
 import { track, type Tracked } from './track.js';
 
 export interface Proxy extends Tracked {
@@ -37,9 +38,12 @@ export async function startProxy(target: { host: string; port: number }): Promis
           }
           left -= c.length;
         }
-        if (!res.write(c)) {
+        const ok = res.write(c);
+        if (!ok || pacing.ms > 0) {
           upRes.pause();
-          res.once('drain', () => upRes.resume());
+          const go = () => upRes.resume();
+          if (pacing.ms > 0) setTimeout(() => (res.writableNeedDrain ? res.once('drain', go) : go()), pacing.ms);
+          else res.once('drain', go);
         }
       });
       upRes.on('end', () => res.end());
