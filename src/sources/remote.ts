@@ -255,7 +255,7 @@ export class CheckedBody extends Relay {
     private readonly context: ErrorContext,
   ) {
     super();
-    this.onAbort = () => this.destroy(abortedError(signal));
+    this.onAbort = () => this.fail(abortedError(signal));
     if (signal.aborted) {
       inner.destroy();
       this.destroy(abortedError(signal));
@@ -269,7 +269,7 @@ export class CheckedBody extends Relay {
     const at = this.got;
     this.got += chunk.length;
     if (this.got > this.part.sent) {
-      this.destroy(new OjsError('SizeMismatch', `the body went past the ${this.part.sent} bytes announced`, { context: this.context }));
+      this.fail(new OjsError('SizeMismatch', `the body went past the ${this.part.sent} bytes announced`, { context: this.context }));
       return undefined;
     }
     const { skip, range } = this.part;
@@ -293,13 +293,11 @@ export class CheckedBody extends Relay {
       this.push(null);
       return;
     }
-    this.destroy(
-      new OjsError('SizeMismatch', `the body ended after ${this.got} of ${this.part.sent} bytes`, { context: this.context, temporary: true }),
-    );
+    this.fail(new OjsError('SizeMismatch', `the body ended after ${this.got} of ${this.part.sent} bytes`, { context: this.context, temporary: true }));
   }
 
   protected override onInnerError(e: Error): void {
-    this.destroy(this.signal.aborted ? abortedError(this.signal) : this.mapError(e));
+    this.fail(this.signal.aborted ? abortedError(this.signal) : this.mapError(e));
   }
 
   override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {

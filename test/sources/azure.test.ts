@@ -19,3 +19,26 @@ sourceConformance('az (azurite)', async () => {
     },
   };
 });
+
+// The same suite against real Azure storage when a connection string and an empty container are named.
+const realCs = process.env.OJS_ML_TEST_AZURE_CONNECTION_STRING;
+const realContainer = process.env.OJS_ML_TEST_AZURE_CONTAINER;
+if (realCs !== undefined && realContainer !== undefined) {
+  sourceConformance('az (OJS_ML_TEST_AZURE_CONNECTION_STRING)', async () => {
+    const source = new AzureSource({ connectionString: realCs });
+    const container = source.service.getContainerClient(realContainer);
+    const written: string[] = [];
+    return {
+      source,
+      bucket: realContainer,
+      put: async (key, data) => {
+        await container.getBlockBlobClient(key).uploadData(data);
+        written.push(key);
+      },
+      cleanup: async () => {
+        for (const k of written) await container.deleteBlob(k).catch(() => undefined);
+        await source.close();
+      },
+    };
+  });
+}

@@ -19,3 +19,25 @@ sourceConformance('gs (local GCS JSON API server)', async () => {
     },
   };
 });
+
+// The same suite against real GCS (or another emulator) when a bucket is named; it must be empty.
+const realBucket = process.env.OJS_ML_TEST_GCS_BUCKET;
+if (realBucket !== undefined) {
+  sourceConformance(`gs (${process.env.OJS_ML_TEST_GCS_ENDPOINT ?? 'storage.googleapis.com'})`, async () => {
+    const apiEndpoint = process.env.OJS_ML_TEST_GCS_ENDPOINT;
+    const source = new GcsSource(apiEndpoint === undefined ? {} : { apiEndpoint });
+    const written: string[] = [];
+    return {
+      source,
+      bucket: realBucket,
+      put: async (key, data) => {
+        await source.storage.bucket(realBucket).file(key).save(data, { resumable: false });
+        written.push(key);
+      },
+      cleanup: async () => {
+        for (const k of written) await source.storage.bucket(realBucket).file(k).delete({ ignoreNotFound: true });
+        await source.close();
+      },
+    };
+  });
+}

@@ -3,10 +3,9 @@
  * OjsError that names the object as a URI (`s3://bucket/key: ...`) and carries provider,
  * bucket, key and range. The CLI prints the message alone, so the message must say where.
  */
-import type { Readable } from 'node:stream';
 import { OjsError, toOjsError, type ErrorContext } from '../../spec/errors.js';
 import { formatLocation } from '../../spec/uri.js';
-import { Relay } from '../relay.js';
+import { asRelay } from '../relay.js';
 import type { ListedObject, ObjectRef, OpenOptions, OpenedObject, ObjectStat } from '../types.js';
 import { Forward, withBody } from './forward.js';
 
@@ -27,7 +26,8 @@ export class ErrorContextLayer extends Forward {
       throw this.wrap(e, ref, opts);
     }
     if (o.bytes !== undefined) return o;
-    return withBody(o, new ContextBody(o.body, (e) => this.wrap(e, ref, opts)));
+    const body = asRelay(o.body).tap({ error: (e) => this.wrap(e, ref, opts) });
+    return body === o.body ? o : withBody(o, body);
   }
 
   override async *list(bucket: string, prefix: string, opts: { signal: AbortSignal }): AsyncIterable<ListedObject> {
@@ -54,18 +54,5 @@ export class ErrorContextLayer extends Forward {
     });
     named.stack = err.stack;
     return named;
-  }
-}
-
-class ContextBody extends Relay {
-  constructor(
-    inner: Readable,
-    private readonly mapError: (e: unknown) => OjsError,
-  ) {
-    super(inner);
-  }
-
-  protected override onInnerError(e: Error): void {
-    this.destroy(this.mapError(e));
   }
 }

@@ -3,9 +3,8 @@
  * when it ends or fails, as `read`) with its outcome and milliseconds, and one per chunk of
  * body bytes. The server's Prometheus metrics (src/server/metrics.ts) implement these hooks.
  */
-import type { Readable } from 'node:stream';
 import { toOjsError } from '../../spec/errors.js';
-import { Relay } from '../relay.js';
+import { asRelay, type RelayTap } from '../relay.js';
 import type { ListedObject, ObjectRef, ObjectSource, ObjectStat, OpenOptions, OpenedObject } from '../types.js';
 import { Forward, withBody } from './forward.js';
 
@@ -36,7 +35,8 @@ export class MetricsLayer extends Forward {
       this.hooks.onRequest(this.provider, 'read', 'ok', 0);
       return o;
     }
-    return withBody(o, new CountingBody(o.body, this.provider, this.hooks));
+    const body = asRelay(o.body).tap(countingTap(this.provider, this.hooks));
+    return body === o.body ? o : withBody(o, body);
   }
 
   override async *list(bucket: string, prefix: string, opts: { signal: AbortSignal }): AsyncIterable<ListedObject> {
@@ -63,36 +63,11 @@ export class MetricsLayer extends Forward {
   }
 }
 
-class CountingBody extends Relay {
-  private readonly t0 = performance.now();
-  private reported = false;
-
-  constructor(
-    inner: Readable,
-    private readonly providerName: string,
-    private readonly hooks: SourceMetricsHooks,
-  ) {
-    super(inner);
-  }
-
-  protected override onChunk(chunk: Buffer): Buffer | undefined {
-    this.hooks.onBytes(this.providerName, chunk.length);
-    return chunk;
-  }
-
-  protected override onInnerEnd(): void {
-    this.report('ok');
-    super.onInnerEnd();
-  }
-
-  override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
-    if (!this.readableEnded) this.report(err === null ? 'ERR_ABORTED' : outcomeOf(err));
-    super._destroy(err, cb);
-  }
-
-  private report(outcome: string): void {
-    if (this.reported) return;
-    this.reported = true;
-    this.hooks.onRequest(this.providerName, 'read', outcome, performance.now() - this.t0);
-  }
+/** Bytes as they pass, and one `read` outcome when the body is done. */
+function countingTap(provider: string, hooks: SourceMetricsHooks): RelayTap {
+  const t0 = performance.now();
+  return {
+    chunk: (n) => hooks.onBytes(provider, n),
+    close: (err, ended) => hooks.onRequest(provider, 'read', ended ? 'ok' : err === null ? 'ERR_ABORTED' : outcomeOf(err), performance.now() - t0),
+  };
 }

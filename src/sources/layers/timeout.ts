@@ -4,9 +4,8 @@
  * not an idle upstream). Either aborts the attempt's own signal, which closes its request, and
  * fails with a temporary Timeout error that the retry layer may take again.
  */
-import type { Readable } from 'node:stream';
 import { OjsError, type ErrorContext } from '../../spec/errors.js';
-import { Relay } from '../relay.js';
+import { asRelay, type Relay, type RelayTap } from '../relay.js';
 import type { ListedObject, ObjectRef, ObjectSource, ObjectStat, OpenOptions, OpenedObject } from '../types.js';
 import { Forward, linkedAbort, withBody, type LinkedAbort } from './forward.js';
 
@@ -39,7 +38,9 @@ export class TimeoutLayer extends Forward {
       link?.dispose();
       return o;
     }
-    return withBody(o, new IdleBody(o.body, this.opts.idleMs, link!, this.ctx(ref)));
+    const body = asRelay(o.body);
+    body.tap(idleTap(body, this.opts.idleMs, link!, this.ctx(ref)));
+    return body === o.body ? o : withBody(o, body);
   }
 
   override async *list(bucket: string, prefix: string, opts: { signal: AbortSignal }): AsyncIterable<ListedObject> {
@@ -90,52 +91,31 @@ export class TimeoutLayer extends Forward {
   }
 }
 
-class IdleBody extends Relay {
-  private timer: NodeJS.Timeout | undefined;
-
-  constructor(
-    inner: Readable,
-    private readonly idleMs: number,
-    private readonly link: LinkedAbort,
-    private readonly context: ErrorContext,
-  ) {
-    super(inner);
-  }
-
-  override _read(): void {
-    this.arm();
-    super._read();
-  }
-
-  protected override onChunk(chunk: Buffer): Buffer | undefined {
-    this.disarm();
-    return chunk;
-  }
-
-  protected override onInnerEnd(): void {
-    this.disarm();
-    super.onInnerEnd();
-  }
-
-  private arm(): void {
-    if (this.timer !== undefined || this.destroyed) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      const e = new OjsError('Timeout', `no body bytes for ${this.idleMs} ms`, { temporary: true, context: this.context });
-      this.link.abort(e);
-      this.destroy(e);
-    }, this.idleMs);
-  }
-
-  private disarm(): void {
-    if (this.timer === undefined) return;
-    clearTimeout(this.timer);
-    this.timer = undefined;
-  }
-
-  override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
-    this.disarm();
-    this.link.dispose();
-    super._destroy(err, cb);
-  }
+/**
+ * Fails `body` when no byte comes for `idleMs` while its consumer waits: armed on a read,
+ * disarmed by the next chunk, so a paused consumer never trips it.
+ */
+function idleTap(body: Relay, idleMs: number, link: LinkedAbort, context: ErrorContext): RelayTap {
+  let timer: NodeJS.Timeout | undefined;
+  const disarm = () => {
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    timer = undefined;
+  };
+  return {
+    read: () => {
+      if (timer !== undefined) return;
+      timer = setTimeout(() => {
+        timer = undefined;
+        const e = new OjsError('Timeout', `no body bytes for ${idleMs} ms`, { temporary: true, context });
+        link.abort(e);
+        body.fail(e);
+      }, idleMs);
+    },
+    chunk: disarm,
+    close: () => {
+      disarm();
+      link.dispose();
+    },
+  };
 }
