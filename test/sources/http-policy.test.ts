@@ -119,4 +119,12 @@ describe('serve: http entries under the server policy', () => {
     expect(ok.status).toBe(200);
     expect((await ok.arrayBuffer()).byteLength).toBe(512 * 2 + 512 * 2);
   });
+
+  it('counts upstream operations and bytes in /metrics, through the metrics layer', async () => {
+    const metrics = await (await fetch(`${srv.url}/metrics`)).text();
+    expect(metrics).toMatch(/^ojs_ml_upstream_requests_total\{provider="http",op="open",outcome="ok"\} 1$/m);
+    expect(metrics).toMatch(/^ojs_ml_upstream_requests_total\{provider="http",op="read",outcome="ok"\} 1$/m);
+    expect(metrics).toMatch(/^ojs_ml_upstream_bytes_total\{provider="http"\} 6$/m);
+    expect(metrics).toMatch(/^ojs_ml_upstream_request_duration_seconds_count\{provider="http",op="open"\} 1$/m);
+  });
 });
