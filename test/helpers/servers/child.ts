@@ -11,6 +11,10 @@ const START_TIMEOUT_MS = 30_000; // azurite loads ~400 modules: a few seconds on
 
 export function startChild(args: string[], ready: RegExp, what: string, env: NodeJS.ProcessEnv = {}): Promise<Child> {
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  // A test that fails before its afterAll must not leave the emulator running.
+  const onExit = () => proc.kill('SIGKILL');
+  process.once('exit', onExit);
+  proc.once('exit', () => process.off('exit', onExit));
   let out = '';
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => fail(new Error(`${what} did not start within ${START_TIMEOUT_MS} ms:\n${out}`)), START_TIMEOUT_MS);
