@@ -10,6 +10,9 @@
  *   tar.lz4   TAR.LZ4 of the same vs tar | lz4 -1
  *   zip       ZIP (STORE) of the same vs zip -0
  *   rss       peak RSS of a 4 GiB batch (a 256 MiB file 16 times), engine and CLI
+ *   remote-s3   one get-batch of 1,000 objects (10 KiB, 100 KiB, 1 MiB) from s3rver vs the AWS SDK
+ *               GETting them 1, 16 and 64 at a time (see remote.ts)
+ *   remote-http the same from nginx vs Node's fetch (skipped when nginx is not installed)
  * The page cache is warm: every comparison runs each side once, untimed, first; those runs are
  * also the checks that ojs-ml's archive has the right bytes and names in the right order.
  * Output: a markdown table on stdout; rows as JSON in bench/results/latest.{json,md} (full
@@ -21,10 +24,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { httpCase, nginxBinary, s3Case } from './remote.js';
 import { checkListing, dataset, ensureDisk, killRunning, q, round, sh, summarize, table, tarSize, writeList, writeSpec, type DataSet, type Row } from './util.js';
 
-const FULL = { small: 10_000, big: 1_000, mixed: 1_024, repeats: 5 }; // the issues' sizes: ~5 GiB of data, ~7 minutes on 2 cores
-const QUICK = { small: 2_000, big: 200, mixed: 32, repeats: 2 }; // a fifth of the data: well under two minutes
+const FULL = { small: 10_000, big: 1_000, mixed: 1_024, remote: 1_000, repeats: 5 }; // the issues' sizes: ~6 GiB of data, ~13 minutes on 2 cores
+const QUICK = { small: 2_000, big: 200, mixed: 32, remote: 200, repeats: 2 }; // a fifth of the data: about three minutes
 const SMALL_FILE = 10 << 10; // 10 KiB: per-file costs (open, stat, header) dominate
 const BIG_FILE = 1 << 20; // 1 MiB: bandwidth dominates
 const RSS_FILE_MIB = 256; // referenced RSS_TIMES times: a 4 GiB batch from 256 MiB of disk (quick too: RSS must not depend on size)
@@ -34,6 +38,7 @@ const RSS_TARGET_MIB = round(200e6 / 2 ** 20); // acceptance says 200 MB: 190.7 
 const SHARD_MEMBER_AT = 0.75; // extract the member 75% into the shard, so a full scan would show
 const SHARD_OVERHEAD_TARGET_MIB = 1; // acceptance: bytes read beyond the member stay under 1 MiB
 const TGZ_REPEATS_MAX = 3; // gzip -1 runs at ~40 MiB/s here: more repeats would double the full run
+const REMOTE_REPEATS_MAX = 3; // each repeat is 4 runs per size (ours, 3 clients); s3rver serves ~300 objects/s
 const DISK_SLACK = 1 << 30; // free space to leave after generating data
 const COMMAND_TIMEOUT_MS = 180_000; // one command; a hung run fails the bench instead of hanging it
 const BUCKET = 'data'; // the --root name, so archive entries are data/<name>
@@ -42,7 +47,7 @@ const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const CLI = path.join(REPO, 'dist/cli/main.js');
 const CHILD = path.join(REPO, 'dist/bench/engine-child.js');
 const RESULTS = path.join(REPO, 'bench/results');
-const CASES = ['tar-10k', 'tar-1m', 'shard', 'tgz', 'tar.lz4', 'zip', 'rss'] as const;
+const CASES = ['tar-10k', 'tar-1m', 'shard', 'tgz', 'tar.lz4', 'zip', 'rss', 'remote-s3', 'remote-http'] as const;
 type CaseName = (typeof CASES)[number];
 
 interface Args {
@@ -340,6 +345,10 @@ async function main(): Promise<void> {
   if (want('tar.lz4') && !skip('tar.lz4', 'lz4')) await run('tar.lz4', async () => [await compressCase('tar.lz4', 'lz4 -1', 'lz4 -dc', mixed(), ctx, ctx.repeats)]);
   if (want('zip') && !skip('zip', 'zip') && !skip('zip', 'unzip')) await run('zip', async () => [await zipCase(mixed(), ctx)]);
   await run('rss', () => rssCase(ctx));
+  const remote = { work: ctx.work, repeats: Math.min(ctx.repeats, REMOTE_REPEATS_MAX), count: size.remote, repo: REPO, slack: DISK_SLACK };
+  await run('remote-s3', () => s3Case(remote));
+  if (want('remote-http') && nginxBinary() === undefined) process.stderr.write("remote-http: 'nginx' is not installed (Debian package nginx), skipping\n");
+  else await run('remote-http', () => httpCase(remote));
 
   const machine = {
     date: new Date().toISOString(),

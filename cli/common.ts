@@ -48,7 +48,10 @@ export function reportError(e: unknown, interrupted: boolean): number {
     process.stderr.write(`ojs-ml: interrupted; nothing was written\n`);
     return EXIT_INTERRUPTED;
   }
-  process.stderr.write(`ojs-ml: error: ${err.message} [${err.code}]\n`);
+  // The entry's index, where the engine knows it and the message does not say it yet.
+  const entry = err.context.entry;
+  const where = entry !== undefined && !err.message.startsWith('in[') ? `in[${entry}]: ` : '';
+  process.stderr.write(`ojs-ml: error: ${where}${err.message} [${err.code}]\n`);
   if (process.env.OJS_ML_DEBUG) process.stderr.write(`${err.stack ?? ''}\n`);
   return USAGE_KINDS.has(err.kind) || err.code === 'ERR_USAGE' ? EXIT_USAGE : EXIT_FAILURE;
 }

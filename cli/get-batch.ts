@@ -90,12 +90,14 @@ A failed run leaves no DST behind.`,
 
 async function getBatch(src: string | undefined, dst: string, opts: GetBatchOptions): Promise<number> {
   const intr = interruptSignal();
+  let registry: SourceRegistry | undefined;
   try {
     if (opts.endpoint !== undefined && opts.endpoint !== '') return await remoteGetBatch(opts.endpoint, src, dst, opts, intr.signal);
     const roots = { ...opts.root };
     const base = resolveSrc(src, roots);
     const defaults: RequestDefaults = { provider: base?.provider ?? 'file', bucket: base?.bucket ?? soleRoot(roots) };
-    const registry = new SourceRegistry({ file: { roots, allowAbsolute: true } });
+    // The CLI runs as its user, on its user's network: private addresses are fair game.
+    registry = new SourceRegistry({ file: { roots, allowAbsolute: true }, http: { allowPrivate: true } });
     const raw = await buildRequest(base, opts, registry, intr.signal);
     raw.mime = chooseFormat(dst, opts.format, raw.mime);
     if (opts.contOnErr) raw.coer = true;
@@ -123,6 +125,7 @@ async function getBatch(src: string | undefined, dst: string, opts: GetBatchOpti
     return reportError(e, intr.interrupted());
   } finally {
     intr.dispose();
+    await registry?.close().catch(() => undefined);
   }
 }
 

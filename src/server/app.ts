@@ -153,11 +153,13 @@ export function serverSourcesConfig(c: SourcesConfig): SourcesConfig {
 
 export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
   const limits: ServerLimits = { ...DEFAULT_LIMITS, ...config.limits };
+  const metrics = new ServerMetrics({ processMetrics: config.processMetrics });
   const sourcesConfig = config.sources instanceof SourceRegistry ? undefined : serverSourcesConfig(config.sources);
-  const registry = config.sources instanceof SourceRegistry ? config.sources : new SourceRegistry(sourcesConfig);
+  // Upstream metrics come from the sources' metrics layer, through the hooks.
+  const registry =
+    config.sources instanceof SourceRegistry ? config.sources : new SourceRegistry({ ...sourcesConfig, layers: { ...sourcesConfig?.layers, metrics: metrics.hooks } });
   const disabled = new Set<Provider>(sourcesConfig?.disable ?? []);
   const auth = new BearerAuth(config.tokens ?? []);
-  const metrics = new ServerMetrics({ processMetrics: config.processMetrics });
   const accessLog = config.accessLog === undefined ? process.stdout : config.accessLog;
   const errorLog = config.errorLog === undefined ? process.stderr : config.errorLog;
   const spool = { memoryBytes: config.spool?.memoryBytes ?? SPOOL_MEMORY_BYTES, dir: config.spool?.dir ?? os.tmpdir() };
@@ -190,6 +192,8 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
   // AIStore clients send GetBatch as a GET with a JSON body.
   app.addHttpMethod('GET', { hasBody: true, overrideExisting: true });
   app.decorate('ojs', state);
+  // A registry the app built holds connection pools that go with it.
+  if (!(config.sources instanceof SourceRegistry)) app.addHook('onClose', async () => registry.close());
 
   app.addHook('onRequest', (request, reply, done) => {
     observe(request, reply, metrics, accessLog);

@@ -2,9 +2,10 @@
  * The service's Prometheus metrics, in a registry of its own (never prom-client's global one:
  * a process may hold several apps, tests do, and an embedder has its own metrics).
  *
- * Upstream counters are fed through `MetricsHooks`: the sources' metrics layer calls them once
- * per upstream operation and per chunk of bytes read. Until a registry is built with that layer,
- * they stay at zero; the hooks are the seam (`app.ojs.metricsHooks`).
+ * Upstream counters are fed through `MetricsHooks`: the sources' metrics layer (which wraps
+ * every remote provider of a registry the app builds) calls them once per upstream operation and
+ * per chunk of bytes read. A ready registry passed in gets them with `layers.metrics` set to
+ * `app.ojs.metricsHooks`; local files are not counted.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 

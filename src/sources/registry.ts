@@ -8,6 +8,7 @@
 import { OjsError } from '../spec/errors.js';
 import type { Provider } from '../spec/uri.js';
 import { FileSource, type FileSourceOptions } from './file.js';
+import { withLayers, type LayerOptions } from './layers/index.js';
 import type { ListedObject, ObjectRef, ObjectSource, ObjectStat, OpenOptions, OpenedObject, SourceCapabilities } from './types.js';
 
 /** Which hosts the http/https providers may reach (SSRF policy). */
@@ -23,8 +24,10 @@ export interface SourcesConfig {
   /** Remote providers the registry must not offer (e.g. a server that only serves local roots). */
   disable?: Provider[];
   http?: HttpPolicy;
-  /** Per-provider options, passed to that provider's factory as they are. */
+  /** Per-provider options, passed to that provider's factory as they are (see each provider's options type). */
   remote?: Partial<Record<RemoteProvider, Record<string, unknown>>>;
+  /** Timeouts, retries, concurrency and metrics hooks of the layers around every remote provider. */
+  layers?: LayerOptions;
 }
 
 export type RemoteProvider = 's3' | 'gs' | 'az' | 'hf' | 'http' | 'https';
@@ -33,19 +36,21 @@ export type RemoteProvider = 's3' | 'gs' | 'az' | 'hf' | 'http' | 'https';
 export type SourceFactory = (config: SourcesConfig) => Promise<ObjectSource>;
 
 /**
- * One line per remote provider: its module, imported on first use. A provider not listed here
- * (or disabled) answers Unsupported with the reason in PLANNED.
+ * One line per remote provider: its module, imported on first use, and what it can do (known
+ * before loading). A provider not listed here (or disabled) answers Unsupported with the reason
+ * in PLANNED.
  */
-const LOADERS: Partial<Record<RemoteProvider, () => Promise<SourceFactory>>> = {};
+const LOADERS: Record<RemoteProvider, { load: () => Promise<SourceFactory>; capabilities: SourceCapabilities }> = {
+  s3: { load: async () => (await import('./s3.js')).createS3, capabilities: { ranges: true, list: true, conditionalRead: true, network: true } },
+  gs: { load: async () => (await import('./gcs.js')).createGcs, capabilities: { ranges: true, list: true, conditionalRead: true, network: true } },
+  az: { load: async () => (await import('./azure.js')).createAzure, capabilities: { ranges: true, list: true, conditionalRead: true, network: true } },
+  hf: { load: async () => (await import('./hf.js')).createHf, capabilities: { ranges: true, list: true, conditionalRead: true, network: true } },
+  http: { load: async () => (await import('./http.js')).createHttp, capabilities: { ranges: true, list: false, conditionalRead: true, network: true } },
+  https: { load: async () => (await import('./http.js')).createHttps, capabilities: { ranges: true, list: false, conditionalRead: true, network: true } },
+};
 
 const PLANNED: Partial<Record<Provider, string>> = {
-  s3: 'planned (remote sources)',
-  gs: 'planned (remote sources)',
-  az: 'planned (remote sources)',
-  hf: 'planned (remote sources)',
-  http: 'planned (remote sources)',
-  https: 'planned (remote sources)',
-  ais: 'not supported: ojs-ml reads the backends directly, point entries at s3/gs/az/file instead',
+  ais: 'not supported yet: ojs-ml reads the backends directly, point entries at s3/gs/az/file instead',
   oci: 'not supported yet',
 };
 
@@ -54,8 +59,10 @@ export class SourceRegistry {
 
   constructor(private readonly config: SourcesConfig = {}) {
     if (config.file !== undefined) this.sources.set('file', new FileSource(config.file));
-    for (const [p, load] of Object.entries(LOADERS) as [RemoteProvider, () => Promise<SourceFactory>][]) {
-      if (config.disable?.includes(p) !== true) this.sources.set(p, new LazySource(p, async () => (await load())(this.config)));
+    for (const [p, { load, capabilities }] of Object.entries(LOADERS) as [RemoteProvider, (typeof LOADERS)[RemoteProvider]][]) {
+      if (config.disable?.includes(p) === true) continue;
+      const lazy = new LazySource(p, capabilities, async () => (await load())(this.config));
+      this.sources.set(p, withLayers(lazy, config.layers));
     }
   }
 
@@ -85,6 +92,11 @@ export class SourceRegistry {
   available(): Provider[] {
     return [...this.sources.keys()];
   }
+
+  /** Closes the connection pools of the sources that were used. */
+  async close(): Promise<void> {
+    await Promise.all([...this.sources.values()].map((s) => s.close?.()));
+  }
 }
 
 /** A source whose module is imported, and whose client is built, on the first call. */
@@ -93,11 +105,9 @@ class LazySource implements ObjectSource {
 
   constructor(
     readonly provider: Provider,
+    readonly capabilities: SourceCapabilities,
     private readonly build: () => Promise<ObjectSource>,
   ) {}
-
-  // Capabilities are known before loading: every remote provider reads ranges and lists.
-  readonly capabilities: SourceCapabilities = { ranges: true, list: true, conditionalRead: true };
 
   private source(): Promise<ObjectSource> {
     this.inner ??= this.build().catch((e: unknown) => {
@@ -117,5 +127,11 @@ class LazySource implements ObjectSource {
 
   async *list(bucket: string, prefix: string, opts: { signal: AbortSignal }): AsyncIterable<ListedObject> {
     yield* (await this.source()).list(bucket, prefix, opts);
+  }
+
+  async close(): Promise<void> {
+    const inner = this.inner;
+    this.inner = undefined;
+    await (await inner?.catch(() => undefined))?.close?.();
   }
 }

@@ -17,6 +17,8 @@ export interface ObjectSource {
   open(ref: ObjectRef, opts: OpenOptions): Promise<OpenedObject>;
   /** Keys under a prefix (a plain string prefix, not only whole directories), in byte order. */
   list(bucket: string, prefix: string, opts: { signal: AbortSignal }): AsyncIterable<ListedObject>;
+  /** Closes connection pools; the source is not used after. */
+  close?(): Promise<void>;
 }
 
 /** A handful of booleans the engine and the conformance suite go by. */
@@ -26,6 +28,8 @@ export interface SourceCapabilities {
   list: boolean;
   /** `ifMatch` on open is honoured (resume after a broken body). */
   conditionalRead: boolean;
+  /** Bodies come over the network, each bounded by its connection: the engine lets many flow at once. */
+  network?: boolean;
 }
 
 export interface ObjectRef {

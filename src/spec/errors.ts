@@ -70,6 +70,8 @@ export interface OjsErrorOptions {
   context?: ErrorContext;
   cause?: unknown;
   code?: string;
+  /** How long the upstream asked us to wait before trying again (Retry-After). */
+  retryAfterMs?: number;
 }
 
 export class OjsError extends Error {
@@ -77,6 +79,7 @@ export class OjsError extends Error {
   readonly code: string;
   readonly temporary: boolean;
   readonly context: ErrorContext;
+  readonly retryAfterMs?: number;
 
   constructor(kind: ErrorKind, message: string, opts: OjsErrorOptions = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
@@ -85,6 +88,7 @@ export class OjsError extends Error {
     this.code = opts.code ?? ERROR_CODES[kind];
     this.temporary = opts.temporary ?? false;
     this.context = opts.context ?? {};
+    if (opts.retryAfterMs !== undefined) this.retryAfterMs = opts.retryAfterMs;
   }
 
   get httpStatus(): number {
@@ -98,6 +102,7 @@ export class OjsError extends Error {
       context: { ...extra, ...this.context },
       cause: this.cause,
       code: this.code,
+      retryAfterMs: this.retryAfterMs,
     });
     e.stack = this.stack;
     return e;

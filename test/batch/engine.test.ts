@@ -168,8 +168,8 @@ describe('engine', () => {
   });
 
   it('rejects, before any byte, what this build cannot do', () => {
-    const s3 = parseBatchRequest({ in: [{ uri: 's3://b/k' }] });
-    expect(() => runBatch(s3, sources)).toThrow(expect.objectContaining({ kind: 'Unsupported', code: 'ERR_UNSUPPORTED_PROVIDER' }));
+    const ais = parseBatchRequest({ in: [{ uri: 'ais://b/k' }] });
+    expect(() => runBatch(ais, sources)).toThrow(expect.objectContaining({ kind: 'Unsupported', code: 'ERR_UNSUPPORTED_PROVIDER' }));
   });
 
   it('fails with 416 on an unsatisfiable range even with coer', async () => {

@@ -79,18 +79,18 @@ describe('engine: an EntryOpener', () => {
 
   it('entries the opener makes itself skip the provider check; others still get it', async () => {
     const made: EntryOpener = {
-      readsSource: (e) => e.location.provider !== 's3',
+      readsSource: (e) => e.location.provider !== 'ais',
       async open(entry, signal, next) {
-        if (entry.location.provider !== 's3') return next(entry, signal);
+        if (entry.location.provider !== 'ais') return next(entry, signal);
         const bytes = Buffer.from(`made ${entry.name}`);
         return { length: bytes.length, range: { offset: 0, length: bytes.length }, size: bytes.length, bytes, body: Readable.from([bytes]) };
       },
     };
     const sources = new SourceRegistry({ file: { roots: { r: dir } } });
-    const req = parseBatchRequest({ in: [{ uri: 's3://b/k' }, { bucket: 'r', provider: 'file', objname: 'a.bin' }] });
+    const req = parseBatchRequest({ in: [{ uri: 'ais://b/k' }, { bucket: 'r', provider: 'file', objname: 'a.bin' }] });
     const got = await readTar(runBatch(req, sources, undefined, { opener: made }).stream);
     expect(got.map((m) => [m.name, m.data.toString('latin1', 0, 8)])).toEqual([['b/k', 'made b/k'], ['r/a.bin', files['a.bin']!.toString('latin1', 0, 8)]]);
-    expect(() => runBatch(req, sources, undefined, { opener: { open: made.open } })).toThrow(/provider 's3'/);
+    expect(() => runBatch(req, sources, undefined, { opener: { open: made.open } })).toThrow(/provider 'ais'/);
   });
 
   it('an opener that fails: a soft error is a __404__ entry under coer, anything else fails the batch', async () => {

@@ -15,12 +15,20 @@ export interface ConformanceTarget {
   bucket: string;
   put(key: string, data: Buffer): Promise<void>;
   cleanup(): Promise<void>;
+  /**
+   * The server's view, for remote sources: requests seen, responses in flight, and responses
+   * whose client closed the connection before the end. With it, the abort cases also prove
+   * that the upstream request was really closed.
+   */
+  upstream?: { requests: unknown[]; inFlight(): number; closedEarly(): number };
 }
 
 const BIG = 64 << 20; // streams on every provider; the memory cases read it
 const PAUSED_MAX_BUFFERED = 4 << 20; // what a paused body may hold
 const CONCURRENT = 32;
 const RANGE_SEED = 0x0badf00d; // the random ranges are the same on every run
+
+const UPSTREAM_CLOSE_MS = 5000; // how long the server may take to see an aborted request closed
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -70,6 +78,19 @@ function expectAborted(e: unknown): void {
   expect(e).toBeInstanceOf(Error);
   const aborted = (e instanceof OjsError && e.kind === 'Aborted') || (e as Error).name === 'AbortError';
   expect(aborted, `not an abort error: ${String(e)}`).toBe(true);
+}
+
+/** Resolves once the server saw a request cut short after `before` and has nothing in flight. */
+async function upstreamClosed(t: ConformanceTarget, before: number): Promise<void> {
+  const up = t.upstream;
+  if (up === undefined) return;
+  const t0 = Date.now();
+  while (!(up.inFlight() === 0 && up.closedEarly() > before)) {
+    if (Date.now() - t0 > UPSTREAM_CLOSE_MS) {
+      throw new Error(`the upstream request stayed open: ${up.inFlight()} in flight, ${up.closedEarly() - before} closed early`);
+    }
+    await sleep(10);
+  }
 }
 
 function byteOrder(a: string, b: string): number {
@@ -275,14 +296,17 @@ export function sourceConformance(name: string, setup: () => Promise<Conformance
       it('does not stat or open with a signal already aborted', async () => {
         const ac = new AbortController();
         ac.abort();
+        const seen = t.upstream?.requests.length;
         for (const key of ['small.bin', 'big.bin']) {
           expectAborted(await rejection(t.source.open(ref(key), { signal: ac.signal })));
         }
         expectAborted(await rejection(t.source.stat(ref('small.bin'), { signal: ac.signal })));
+        expect(t.upstream?.requests.length, 'requests sent with an aborted signal').toBe(seen);
       });
 
-      it('stops a body mid-way when the signal aborts', async () => {
+      it('stops a body mid-way when the signal aborts, and the upstream request is closed', async () => {
         const ac = new AbortController();
+        const before = t.upstream?.closedEarly() ?? 0;
         const o = await t.source.open(ref('big.bin'), { signal: ac.signal });
         expect(o.bytes).toBeUndefined(); // 64 MiB must stream
         let got = 0;
@@ -303,10 +327,21 @@ export function sourceConformance(name: string, setup: () => Promise<Conformance
         expect(o.body.destroyed).toBe(true);
         await sleep(50);
         expect(ended).toBe(false);
+        await upstreamClosed(t, before);
+      });
+
+      it('closes the upstream request when a consumer destroys the body mid-way', async () => {
+        const before = t.upstream?.closedEarly() ?? 0;
+        const o = await t.source.open(ref('big.bin'), { signal: signal() });
+        await new Promise<void>((resolve) => o.body.once('data', () => resolve()));
+        o.body.destroy();
+        await upstreamClosed(t, before);
+        expect(o.body.destroyed).toBe(true);
       });
 
       it('errors and closes a paused body when the signal aborts, without delivering more', async () => {
         const ac = new AbortController();
+        const before = t.upstream?.closedEarly() ?? 0;
         const o = await t.source.open(ref('big.bin'), { signal: ac.signal });
         const body = o.body;
         await new Promise<void>((resolve) => body.once('data', () => resolve()));
@@ -325,6 +360,7 @@ export function sourceConformance(name: string, setup: () => Promise<Conformance
         body.resume();
         await sleep(20);
         expect(later).toBe(0);
+        await upstreamClosed(t, before);
       });
 
       it('keeps memory bounded while the consumer pauses', async () => {

@@ -36,7 +36,7 @@ describe('operations endpoints', () => {
     expect(v).toMatchObject({
       version: JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version,
       config: {
-        providers: ['file'],
+        providers: ['file', 's3', 'gs', 'az', 'hf'],
         disabled: ['http', 'https'],
         file_roots: { data },
         http: { allowHosts: [], allowPrivate: false },
