@@ -23,7 +23,7 @@ const LIST_PAGE = 1000; // objects per listing page, the API's maximum
 const ERROR_BODY_MAX = 4096; // bytes of an error answer read for its message
 
 export interface GcsSourceOptions {
-  /** JSON API endpoint of an emulator or another universe, e.g. http://127.0.0.1:4443. Default: the SDK's (storage.googleapis.com, or STORAGE_EMULATOR_HOST). */
+  /** JSON API endpoint of an emulator or another universe, e.g. http://127.0.0.1:4443. Default: OJS_ML_GCS_ENDPOINT, then the SDK's (storage.googleapis.com, or STORAGE_EMULATOR_HOST). */
   apiEndpoint?: string;
   /** Project for requests that need one; default the credentials' project. */
   projectId?: string;
@@ -49,10 +49,12 @@ export class GcsSource implements ObjectSource {
   private readonly baseUrl: string;
   private readonly needsAuth: boolean;
 
-  constructor(opts: GcsSourceOptions = {}) {
+  constructor(opts: GcsSourceOptions = {}, env: NodeJS.ProcessEnv = process.env) {
+    // OJS_ML_GCS_ENDPOINT: the same as apiEndpoint, for the CLI and the server (no option to pass there).
+    const apiEndpoint = opts.apiEndpoint ?? (env.OJS_ML_GCS_ENDPOINT || undefined);
     const options: StorageOptions = {
       retryOptions: { autoRetry: false, maxRetries: 0 },
-      ...(opts.apiEndpoint === undefined ? {} : { apiEndpoint: opts.apiEndpoint }),
+      ...(apiEndpoint === undefined ? {} : { apiEndpoint }),
       ...(opts.projectId === undefined ? {} : { projectId: opts.projectId }),
       ...(opts.keyFilename === undefined ? {} : { keyFilename: opts.keyFilename }),
       ...(opts.useAuthWithCustomEndpoint === undefined ? {} : { useAuthWithCustomEndpoint: opts.useAuthWithCustomEndpoint }),

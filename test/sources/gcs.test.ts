@@ -1,3 +1,4 @@
+import { describe, expect, it } from 'vitest';
 import { GcsSource } from '../../src/sources/gcs.js';
 import { sourceConformance } from '../conformance/source.suite.js';
 import { startGcs } from '../helpers/servers/gcs.js';
@@ -41,3 +42,20 @@ if (realBucket !== undefined) {
     };
   });
 }
+
+describe('gs endpoint from the environment', () => {
+  it('OJS_ML_GCS_ENDPOINT points the provider at an emulator (what the CLI and serve can set)', async () => {
+    const gcs = await startGcs();
+    gcs.createBucket('env');
+    gcs.put('env', 'dir/a b.bin', Buffer.from('hello from the emulator'));
+    const source = new GcsSource({ projectId: 'test' }, { OJS_ML_GCS_ENDPOINT: gcs.url });
+    try {
+      const o = await source.open({ bucket: 'env', key: 'dir/a b.bin' }, { signal: new AbortController().signal, range: { start: 6, length: 4 } });
+      const got = o.bytes ?? Buffer.concat((await o.body.toArray()) as Buffer[]);
+      expect(got.toString()).toBe('from');
+    } finally {
+      await source.close();
+      await gcs.close();
+    }
+  });
+});
