@@ -84,7 +84,7 @@ http {
 
 /** `ojs-ml serve` (the built CLI) with these roots and extra flags; its URL comes from its stderr. */
 export async function startServe(cli: string, roots: Record<string, string>, extra: string[] = []): Promise<Running> {
-  const args = [cli, 'serve', '--port', '0', '--access-log', '/dev/null', '--max-concurrent', '256', ...extra];
+  const args = [...(process.env.OJS_ML_BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.OJS_ML_BENCH_PROF] : []), cli, 'serve', '--port', '0', '--access-log', '/dev/null', '--max-concurrent', '256', ...extra];
   for (const [name, dir] of Object.entries(roots)) args.push('--root', `${name}=${dir}`);
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   const url = await new Promise<string>((resolve, reject) => {
