@@ -70,16 +70,19 @@ export interface PaperResult {
   cells: unknown[];
 }
 
-interface Ctx {
+export interface PaperCtx {
   work: string;
   cli: string;
   cfg: PaperConfig;
   log: (s: string) => void;
 }
 
-export async function paperCase(ctx: Ctx): Promise<PaperResult> {
+type Cell = { size: number; n: number; rtt: number; results: Measured[] };
+
+/** The grid: every object size and batch size, no added delay. */
+export async function paperCase(ctx: PaperCtx): Promise<PaperResult> {
   const rows: Row[] = [];
-  const cells: { size: number; n: number; rtt: number; results: Measured[] }[] = [];
+  const cells: Cell[] = [];
   for (const size of ctx.cfg.sizes) {
     const count = Math.min(OBJECTS_MAX, Math.floor(CELL_BYTES_MAX / size), Math.max(...ctx.cfg.batches));
     const data = dataset(ctx.work, `paper`, count, size, DISK_SLACK);
@@ -96,9 +99,8 @@ export async function paperCase(ctx: Ctx): Promise<PaperResult> {
       await stopAll(servers);
     }
   }
-  const loc = await localityCase(ctx, rows, cells);
   const n = ctx.cfg.batches.includes(1_000) ? 1_000 : ctx.cfg.batches[ctx.cfg.batches.length - 1]!;
-  return { rows, plots: { ...plots(cells.filter((c) => c.n === n && c.rtt === 0), n), ...loc }, cells: cells.map(summaryOfCell) };
+  return { rows, plots: plots(cells.filter((c) => c.n === n), n), cells: cells.map(summaryOfCell) };
 }
 
 interface Servers {
@@ -106,7 +108,7 @@ interface Servers {
   serve: Running;
 }
 
-async function startAll(ctx: Ctx, dir: string): Promise<Servers> {
+async function startAll(ctx: PaperCtx, dir: string): Promise<Servers> {
   const nginx = await startNginx(dir, ctx.work);
   const host = `127.0.0.1:${nginx.port}`;
   const serve = await startServe(ctx.cli, { data: dir }, ['--allow-http-host', host, '--allow-private']);
@@ -118,7 +120,7 @@ async function stopAll(s: Servers): Promise<void> {
 }
 
 /** Every client mode over the same names; `nginxUrl`/`serveUrl` may be proxies adding delay. */
-async function measureCell(ctx: Ctx, s: Servers, names: string[], size: number, urls = { nginx: s.nginx.url, serve: s.serve.url }, modes?: Mode[]): Promise<Measured[]> {
+async function measureCell(ctx: PaperCtx, s: Servers, names: string[], size: number, urls = { nginx: s.nginx.url, serve: s.serve.url }, modes?: Mode[]): Promise<Measured[]> {
   const sizes = names.map(() => size);
   const objectUrls = names.map((n) => `${urls.nginx}/${n}`);
   const runs: [Mode, (agent: ReturnType<typeof agentFor>) => Promise<Timing>, number][] = [
@@ -216,7 +218,10 @@ function cellRows(size: number, n: number, results: Measured[], rtt?: number): R
   return rows;
 }
 
-async function localityCase(ctx: Ctx, rows: Row[], cells: { size: number; n: number; rtt: number; results: Measured[] }[]): Promise<Record<string, string>> {
+/** The data-locality case: one batch size, a few object sizes, each round-trip delay. */
+export async function localityCase(ctx: PaperCtx): Promise<PaperResult> {
+  const rows: Row[] = [];
+  const cells: Cell[] = [];
   const { sizes, batch, rtts } = ctx.cfg.locality;
   const series = new Map<Mode, [number, number][]>();
   for (const size of sizes) {
@@ -244,8 +249,7 @@ async function localityCase(ctx: Ctx, rows: Row[], cells: { size: number; n: num
       await stopAll(servers);
     }
   }
-  if (series.size === 0) return {};
-  return {
+  const plot = {
     'locality-throughput.svg': lineChart({
       title: `10 KiB objects, batches of ${batch}: throughput vs client-storage RTT`,
       xLabel: 'added round-trip time (ms)',
@@ -255,6 +259,7 @@ async function localityCase(ctx: Ctx, rows: Row[], cells: { size: number; n: num
       series: [...series].map(([name, points]) => ({ name, points })),
     }),
   };
+  return { rows, plots: series.size === 0 ? {} : plot, cells: cells.map(summaryOfCell) };
 }
 
 function plots(cells: { size: number; results: Measured[] }[], n: number): Record<string, string> {
@@ -272,7 +277,7 @@ function plots(cells: { size: number; results: Measured[] }[], n: number): Recor
   };
 }
 
-function summaryOfCell(c: { size: number; n: number; rtt: number; results: Measured[] }): unknown {
+function summaryOfCell(c: Cell): unknown {
   return {
     size: c.size,
     n: c.n,

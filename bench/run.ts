@@ -24,7 +24,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { PAPER_FULL, PAPER_QUICK, localityCase, paperCase, writePlots, type PaperResult } from './paper.js';
+import { writeBenchmarksDoc } from './report.js';
 import { httpCase, nginxBinary, s3Case } from './remote.js';
+import { lhotseCase, rssScaleCase } from './scale.js';
 import { checkListing, dataset, ensureDisk, killRunning, q, round, sh, summarize, table, tarSize, writeList, writeSpec, type DataSet, type Row } from './util.js';
 
 const FULL = { small: 10_000, big: 1_000, mixed: 1_024, remote: 1_000, repeats: 5 }; // the issues' sizes: ~6 GiB of data, ~13 minutes on 2 cores
@@ -47,7 +50,8 @@ const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const CLI = path.join(REPO, 'dist/cli/main.js');
 const CHILD = path.join(REPO, 'dist/bench/engine-child.js');
 const RESULTS = path.join(REPO, 'bench/results');
-const CASES = ['tar-10k', 'tar-1m', 'shard', 'tgz', 'tar.lz4', 'zip', 'rss', 'remote-s3', 'remote-http'] as const;
+const PLOTS = path.join(REPO, 'docs/benchmarks'); // SVGs of a full run, shown by docs/benchmarks.md
+const CASES = ['tar-10k', 'tar-1m', 'shard', 'tgz', 'tar.lz4', 'zip', 'rss', 'rss-scale', 'lhotse', 'remote-s3', 'remote-http', 'paper', 'locality'] as const;
 type CaseName = (typeof CASES)[number];
 
 interface Args {
@@ -345,10 +349,28 @@ async function main(): Promise<void> {
   if (want('tar.lz4') && !skip('tar.lz4', 'lz4')) await run('tar.lz4', async () => [await compressCase('tar.lz4', 'lz4 -1', 'lz4 -dc', mixed(), ctx, ctx.repeats)]);
   if (want('zip') && !skip('zip', 'zip') && !skip('zip', 'unzip')) await run('zip', async () => [await zipCase(mixed(), ctx)]);
   await run('rss', () => rssCase(ctx));
+  const scale = args.quick ? { counts: [100, 1_000, 10_000], payloadBytes: 256 << 20 } : { counts: [100, 1_000, 10_000, 100_000], payloadBytes: 1 << 30 };
+  await run('rss-scale', () => rssScaleCase({ work: ctx.work, repo: REPO, repeats: Math.min(ctx.repeats, RSS_REPEATS_MAX), slack: DISK_SLACK, ...scale }));
+  await run('lhotse', () => lhotseCase({ work: ctx.work, repo: REPO, repeats: Math.min(ctx.repeats, 3) }));
   const remote = { work: ctx.work, repeats: Math.min(ctx.repeats, REMOTE_REPEATS_MAX), count: size.remote, repo: REPO, slack: DISK_SLACK };
   await run('remote-s3', () => s3Case(remote));
   if (want('remote-http') && nginxBinary() === undefined) process.stderr.write("remote-http: 'nginx' is not installed (Debian package nginx), skipping\n");
   else await run('remote-http', () => httpCase(remote));
+  const plots: Record<string, string> = {};
+  const cells: unknown[] = [];
+  const paperCtx = { work: ctx.work, cli: CLI, cfg: args.quick ? PAPER_QUICK : PAPER_FULL, log: (l: string) => process.stderr.write(`${l}\n`) };
+  const paper = async (c: 'paper' | 'locality', body: () => Promise<PaperResult>) => {
+    if (!want(c)) return;
+    if (nginxBinary() === undefined) return void process.stderr.write(`${c}: 'nginx' is not installed (Debian package nginx), skipping\n`);
+    await run(c, async () => {
+      const r = await body();
+      Object.assign(plots, r.plots);
+      cells.push(...r.cells);
+      return r.rows;
+    });
+  };
+  await paper('paper', () => paperCase(paperCtx));
+  await paper('locality', () => localityCase(paperCtx));
 
   const machine = {
     date: new Date().toISOString(),
@@ -370,7 +392,10 @@ async function main(): Promise<void> {
   fs.mkdirSync(dir, { recursive: true });
   fs.writeFileSync(path.join(dir, `${stem}.json`), `${JSON.stringify(rows.map((r) => ({ ...r, machine })), null, 2)}\n`);
   fs.writeFileSync(path.join(dir, `${stem}.md`), md);
-  process.stderr.write(`wrote ${path.join(dir, stem)}.{json,md}\n`);
+  if (cells.length > 0) fs.writeFileSync(path.join(dir, `${stem}-paper-cells.json`), `${JSON.stringify({ machine, cells }, null, 2)}\n`);
+  const svgs = writePlots(reference ? PLOTS : path.join(ctx.work, 'plots'), plots);
+  if (reference) writeBenchmarksDoc(path.join(REPO, 'docs/benchmarks.md'), rows, machine, svgs.map((f) => path.relative(path.join(REPO, 'docs'), f)));
+  process.stderr.write(`wrote ${path.join(dir, stem)}.{json,md}${svgs.length > 0 ? ` and ${svgs.length} plots` : ''}${reference ? ' and docs/benchmarks.md' : ''}\n`);
 }
 
 process.once('SIGINT', () => {

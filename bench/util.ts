@@ -26,7 +26,7 @@ export interface Row {
   ours: number;
   /** GNU tar's median for throughput rows; the target for RSS and bytes-read rows. */
   baseline: number | null;
-  unit: 'MiB/s' | 'MiB' | 'ms' | 'objects/s';
+  unit: 'MiB/s' | 'MiB' | 'ms' | 'objects/s' | 'x';
   ratio: number | null;
   /** What the ratio means for this row. */
   note: string;
