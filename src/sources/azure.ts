@@ -12,7 +12,8 @@ import { AnonymousCredential, BlobServiceClient, StorageSharedKeyCredential, typ
 import type { Readable } from 'node:stream';
 import { OjsError, throwIfAborted, type ErrorContext } from '../spec/errors.js';
 import type { SourceFactory } from './registry.js';
-import { bodyOf, checkResponse, networkError, rangeNotSatisfiable, statusError } from './remote.js';
+import { networkError, statusError } from './remote.js';
+import { bodyOf, checkResponse, rangeNotSatisfiable } from './response.js';
 import type { ListedObject, ObjectRef, ObjectSource, ObjectStat, OpenOptions, OpenedObject, SourceCapabilities } from './types.js';
 
 const LIST_PAGE = 5000; // blobs per listing page, the service's maximum

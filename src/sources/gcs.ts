@@ -14,7 +14,8 @@
 import { Storage, type File, type StorageOptions } from '@google-cloud/storage';
 import { OjsError, abortedError, throwIfAborted, type ErrorContext } from '../spec/errors.js';
 import type { SourceFactory } from './registry.js';
-import { bodyOf, checkResponse, header, networkError, rangeHeader, rangeNotSatisfiable, statusError } from './remote.js';
+import { header, networkError, statusError } from './remote.js';
+import { bodyOf, checkResponse, rangeHeader, rangeNotSatisfiable } from './response.js';
 import type { ListedObject, ObjectRef, ObjectSource, ObjectStat, OpenOptions, OpenedObject, SourceCapabilities } from './types.js';
 import { WebClient, discard, readText, type WebResponse } from './web.js';
 

@@ -11,7 +11,8 @@
  */
 import { OjsError, throwIfAborted, type ErrorContext } from '../spec/errors.js';
 import type { SourceFactory } from './registry.js';
-import { bodyOf, checkResponse, header, networkError, rangeHeader, rangeNotSatisfiable, statusError } from './remote.js';
+import { header, networkError, statusError } from './remote.js';
+import { bodyOf, checkResponse, rangeHeader, rangeNotSatisfiable } from './response.js';
 import type { ListedObject, ObjectRef, ObjectSource, ObjectStat, OpenOptions, OpenedObject, SourceCapabilities } from './types.js';
 import { WebClient, discard, drain, readText, type WebResponse } from './web.js';
 

@@ -7,7 +7,8 @@
  */
 import { OjsError, throwIfAborted, type ErrorContext } from '../spec/errors.js';
 import type { SourceFactory, SourcesConfig } from './registry.js';
-import { bodyOf, checkResponse, header, networkError, rangeHeader, rangeNotSatisfiable, statusError } from './remote.js';
+import { header, networkError, statusError } from './remote.js';
+import { bodyOf, checkResponse, rangeHeader, rangeNotSatisfiable } from './response.js';
 import type { ListedObject, ObjectRef, ObjectSource, ObjectStat, OpenOptions, OpenedObject, SourceCapabilities } from './types.js';
 import { WebClient, discard, drain, readText, type HostPolicy, type WebResponse } from './web.js';
 

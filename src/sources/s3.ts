@@ -15,7 +15,8 @@ import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client, ty
 import { OjsError, throwIfAborted, type ErrorContext } from '../spec/errors.js';
 import type { ByteRange } from '../spec/range.js';
 import type { SourceFactory } from './registry.js';
-import { bodyOf, checkResponse, networkError, rangeHeader, rangeNotSatisfiable, statusError } from './remote.js';
+import { networkError, statusError } from './remote.js';
+import { bodyOf, checkResponse, rangeHeader, rangeNotSatisfiable } from './response.js';
 import type { ListedObject, ObjectRef, ObjectSource, ObjectStat, OpenOptions, OpenedObject, SourceCapabilities } from './types.js';
 
 // The SDK warns on every start that its releases after January 2027 need Node 22; this build
