@@ -21,17 +21,19 @@ import { dataset, round, summarize, type Row } from './util.js';
 
 const KIB = 1024;
 const MIB = 1024 * KIB;
-const CELL_BYTES_MAX = 1024 * MIB; // a batch holds at most this much: 10 MiB x 10,000 would take minutes
 const OBJECTS_MAX = 10_000;
-const MODE_SECONDS = 6; // per mode and cell, repeats stop once this much time went (at least MIN_REPEATS)
-const MIN_REPEATS = 3; // P95 over fewer batches than this means nothing
 const PARALLEL = [16, 64] as const; // the parallel clients; the best of them is the baseline
 const DISK_SLACK = 1 << 30;
 
 export interface PaperConfig {
   sizes: number[];
   batches: number[];
+  /** A batch holds at most this much (10 MiB x 10,000 would take minutes). */
+  cellBytesMax: number;
+  /** Repeats per mode and cell: at least minRepeats, then until modeSeconds went, at most maxRepeats. */
+  minRepeats: number;
   maxRepeats: number;
+  modeSeconds: number;
   /** Locality case: object sizes, batch size and round-trip delays (ms). */
   locality: { sizes: number[]; batch: number; rtts: number[] };
 }
@@ -39,14 +41,20 @@ export interface PaperConfig {
 export const PAPER_FULL: PaperConfig = {
   sizes: [KIB, 10 * KIB, 100 * KIB, MIB, 10 * MIB],
   batches: [100, 1_000, 10_000],
+  cellBytesMax: 1024 * MIB,
+  minRepeats: 3, // P95 over fewer batches than this means nothing
   maxRepeats: 10,
+  modeSeconds: 3,
   locality: { sizes: [KIB, 10 * KIB, 100 * KIB], batch: 1_000, rtts: [0, 1, 5] },
 };
 
 export const PAPER_QUICK: PaperConfig = {
   sizes: [10 * KIB, MIB],
   batches: [100, 1_000],
+  cellBytesMax: 256 * MIB,
+  minRepeats: 2,
   maxRepeats: 3,
+  modeSeconds: 1.5,
   locality: { sizes: [10 * KIB], batch: 1_000, rtts: [0, 1] },
 };
 
@@ -84,7 +92,7 @@ export async function paperCase(ctx: PaperCtx): Promise<PaperResult> {
   const rows: Row[] = [];
   const cells: Cell[] = [];
   for (const size of ctx.cfg.sizes) {
-    const count = Math.min(OBJECTS_MAX, Math.floor(CELL_BYTES_MAX / size), Math.max(...ctx.cfg.batches));
+    const count = Math.min(OBJECTS_MAX, Math.floor(ctx.cfg.cellBytesMax / size), Math.max(...ctx.cfg.batches));
     const data = dataset(ctx.work, `paper`, count, size, DISK_SLACK);
     const servers = await startAll(ctx, data.dir);
     try {
@@ -144,7 +152,7 @@ async function measureCell(ctx: PaperCtx, s: Servers, names: string[], size: num
         m.mibps.push(mib / t.seconds);
         m.latencyMs.push(t.seconds * 1000);
         m.waits.push(...orderedWaits(t.ready));
-        if (r + 1 >= MIN_REPEATS && performance.now() - started > MODE_SECONDS * 1000) break;
+        if (r + 1 >= ctx.cfg.minRepeats && performance.now() - started > ctx.cfg.modeSeconds * 1000) break;
       }
       out.push(m);
     } catch (e) {
@@ -225,7 +233,7 @@ export async function localityCase(ctx: PaperCtx): Promise<PaperResult> {
   const { sizes, batch, rtts } = ctx.cfg.locality;
   const series = new Map<Mode, [number, number][]>();
   for (const size of sizes) {
-    const count = Math.min(OBJECTS_MAX, Math.floor(CELL_BYTES_MAX / size), Math.max(...ctx.cfg.batches));
+    const count = Math.min(OBJECTS_MAX, Math.floor(ctx.cfg.cellBytesMax / size), Math.max(...ctx.cfg.batches));
     const data = dataset(ctx.work, `paper`, count, size, DISK_SLACK);
     const servers = await startAll(ctx, data.dir);
     try {

@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import { S3Client, PutObjectCommand } from '@aws-sdk/client-s3';
 import { dataset, q, round, sh, summarize, tarSize, writeList, type DataSet, type Row } from './util.js';
 
-const SIZES = [10 << 10, 100 << 10, 1 << 20]; // the issue's object sizes
+export const REMOTE_SIZES = [10 << 10, 100 << 10, 1 << 20]; // the issue's object sizes
 const CLIENT_WAYS = [1, 16, 64]; // individual GETs at a time
 const S3_BUCKET = 'bench';
 const S3_KEY = 'S3RVER'; // s3rver's built-in credentials
@@ -28,6 +28,8 @@ export interface RemoteCtx {
   work: string;
   repeats: number;
   count: number;
+  /** Object sizes (default REMOTE_SIZES). */
+  sizes?: number[];
   repo: string;
   slack: number;
 }
@@ -219,7 +221,7 @@ export async function s3Case(ctx: RemoteCtx): Promise<Row[]> {
   const rows: Row[] = [];
   const srv = await startS3rver(ctx, s3dir);
   try {
-    for (const size of SIZES) {
+    for (const size of ctx.sizes ?? REMOTE_SIZES) {
       const data = dataset(ctx.work, 'remote', ctx.count, size, ctx.slack);
       const prefix = `s${size}`;
       await seedS3(srv.url, s3dir, prefix, data);
@@ -235,7 +237,7 @@ export async function s3Case(ctx: RemoteCtx): Promise<Row[]> {
 /** remote-http: the engine's one batch vs fetch, on nginx serving the same files. */
 export async function httpCase(ctx: RemoteCtx): Promise<Row[]> {
   const rows: Row[] = [];
-  for (const size of SIZES) {
+  for (const size of ctx.sizes ?? REMOTE_SIZES) {
     const data = dataset(ctx.work, 'remote', ctx.count, size, ctx.slack);
     const srv = await startNginx(path.join(ctx.work, 'nginx'), data.dir);
     try {

@@ -30,8 +30,8 @@ import { httpCase, nginxBinary, s3Case } from './remote.js';
 import { lhotseCase, rssScaleCase } from './scale.js';
 import { checkListing, dataset, ensureDisk, killRunning, q, round, sh, summarize, table, tarSize, writeList, writeSpec, type DataSet, type Row } from './util.js';
 
-const FULL = { small: 10_000, big: 1_000, mixed: 1_024, remote: 1_000, repeats: 5 }; // the issues' sizes: ~6 GiB of data, ~13 minutes on 2 cores
-const QUICK = { small: 2_000, big: 200, mixed: 32, remote: 200, repeats: 2 }; // a fifth of the data: about three minutes
+const FULL = { small: 10_000, big: 1_000, mixed: 1_024, remote: 1_000, cuts: 1_000, recordings: 100, repeats: 5 }; // the issues' sizes: ~9 GiB of data
+const QUICK = { small: 2_000, big: 200, mixed: 32, remote: 100, cuts: 200, recordings: 20, repeats: 2 }; // a fifth of the data or less: under two minutes
 const SMALL_FILE = 10 << 10; // 10 KiB: per-file costs (open, stat, header) dominate
 const BIG_FILE = 1 << 20; // 1 MiB: bandwidth dominates
 const RSS_FILE_MIB = 256; // referenced RSS_TIMES times: a 4 GiB batch from 256 MiB of disk (quick too: RSS must not depend on size)
@@ -40,8 +40,8 @@ const RSS_REPEATS_MAX = 3; // peak RSS moves with GC timing: report the worst of
 const RSS_TARGET_MIB = round(200e6 / 2 ** 20); // acceptance says 200 MB: 190.7 MiB
 const SHARD_MEMBER_AT = 0.75; // extract the member 75% into the shard, so a full scan would show
 const SHARD_OVERHEAD_TARGET_MIB = 1; // acceptance: bytes read beyond the member stay under 1 MiB
-const TGZ_REPEATS_MAX = 3; // gzip -1 runs at ~40 MiB/s here: more repeats would double the full run
-const REMOTE_REPEATS_MAX = 3; // each repeat is 4 runs per size (ours, 3 clients); s3rver serves ~300 objects/s
+const TGZ_REPEATS_MAX = 2; // gzip -1 runs at ~40 MiB/s here: each repeat of 1 GiB costs ~50 s
+const REMOTE_REPEATS_MAX = 2; // each repeat is 8 runs per size (ours, 3 clients, fresh and warm); s3rver serves ~300 objects/s
 const DISK_SLACK = 1 << 30; // free space to leave after generating data
 const COMMAND_TIMEOUT_MS = 180_000; // one command; a hung run fails the bench instead of hanging it
 const BUCKET = 'data'; // the --root name, so archive entries are data/<name>
@@ -348,11 +348,11 @@ async function main(): Promise<void> {
   await run('tgz', async () => [await compressCase('tgz', 'gzip -1', 'gzip -dc', mixed(), ctx, Math.min(ctx.repeats, TGZ_REPEATS_MAX))]);
   if (want('tar.lz4') && !skip('tar.lz4', 'lz4')) await run('tar.lz4', async () => [await compressCase('tar.lz4', 'lz4 -1', 'lz4 -dc', mixed(), ctx, ctx.repeats)]);
   if (want('zip') && !skip('zip', 'zip') && !skip('zip', 'unzip')) await run('zip', async () => [await zipCase(mixed(), ctx)]);
-  await run('rss', () => rssCase(ctx));
+  await run('rss', () => rssCase(args.quick ? { ...ctx, repeats: 1 } : ctx)); // quick: one peak is enough to see it
   const scale = args.quick ? { counts: [100, 1_000, 10_000], payloadBytes: 256 << 20 } : { counts: [100, 1_000, 10_000, 100_000], payloadBytes: 1 << 30 };
   await run('rss-scale', () => rssScaleCase({ work: ctx.work, repo: REPO, repeats: Math.min(ctx.repeats, RSS_REPEATS_MAX), slack: DISK_SLACK, ...scale }));
-  await run('lhotse', () => lhotseCase({ work: ctx.work, repo: REPO, repeats: Math.min(ctx.repeats, 3) }));
-  const remote = { work: ctx.work, repeats: Math.min(ctx.repeats, REMOTE_REPEATS_MAX), count: size.remote, repo: REPO, slack: DISK_SLACK };
+  await run('lhotse', () => lhotseCase({ work: ctx.work, repo: REPO, repeats: args.quick ? 1 : Math.min(ctx.repeats, 3), cuts: size.cuts, recordings: size.recordings }));
+  const remote = { work: ctx.work, repeats: Math.min(ctx.repeats, REMOTE_REPEATS_MAX), count: size.remote, repo: REPO, slack: DISK_SLACK, sizes: args.quick ? [10 << 10, 1 << 20] : undefined };
   await run('remote-s3', () => s3Case(remote));
   if (want('remote-http') && nginxBinary() === undefined) process.stderr.write("remote-http: 'nginx' is not installed (Debian package nginx), skipping\n");
   else await run('remote-http', () => httpCase(remote));
