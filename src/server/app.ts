@@ -25,7 +25,7 @@ import { BearerAuth } from './auth.js';
 import { DEFAULT_LIMITS, type ServerLimits } from './limits.js';
 import { ServerMetrics, type MetricsHooks } from './metrics.js';
 import { lhotseRoutes } from './lhotse-route.js';
-import { errorBody, sendBatch, sentBodyBytes, statusOf, watchClient } from './respond.js';
+import { errorBody, sendAndRecord, sentBodyBytes, statusOf, watchClient } from './respond.js';
 
 const RETRY_AFTER_S = 1; // what a 429 (too many batches at once) asks the client to wait
 const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/; // ids taken from X-Request-Id; others are replaced (log injection)
@@ -275,7 +275,6 @@ async function getBatch(request: FastifyRequest, reply: FastifyReply, ctx: Handl
   };
   const id = state.add(batch);
   const t0 = performance.now();
-  const m = state.metrics;
   try {
     let run;
     try {
@@ -284,23 +283,7 @@ async function getBatch(request: FastifyRequest, reply: FastifyReply, ctx: Handl
       throw refusedProvider(toOjsError(e), ctx.disabled);
     }
     batch.progress = run.progress;
-    const sent = await sendBatch(reply, run, {
-      format: req.format,
-      strm: req.strm,
-      signal: ac.signal,
-      maxBytes: limits.maxBatchBytes,
-      spool: { ...ctx.spool, onSpill: () => m.spills.inc() },
-      onBytes: (n) => m.bytes.inc({ format: req.format }, n),
-    });
-    const labels = { format: req.format, mode, outcome: sent.outcome };
-    m.batches.inc(labels);
-    m.batchSeconds.observe(labels, (performance.now() - t0) / 1000);
-    if (sent.result !== undefined) {
-      const missing = sent.result.progress.missing;
-      m.entries.inc({ outcome: 'ok' }, sent.result.out.length - missing);
-      if (missing > 0) m.entries.inc({ outcome: 'missing' }, missing);
-    }
-    if (sent.error?.kind === 'Internal') ctx.errorLog?.write(`ojs-ml serve: internal error in batch ${request.id}: ${sent.error.stack ?? sent.error.message}\n`);
+    await sendAndRecord(reply, run, { format: req.format, strm: req.strm, signal: ac.signal, requestId: request.id, t0 }, state, ctx);
   } finally {
     state.remove(id);
   }

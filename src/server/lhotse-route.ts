@@ -24,7 +24,7 @@ import { OjsError, toOjsError } from '../spec/errors.js';
 import { parseFormat } from '../spec/format.js';
 import { hasScheme } from '../spec/uri.js';
 import type { InFlightBatch, LineSink } from './app.js';
-import { sendBatch, watchClient } from './respond.js';
+import { sendAndRecord, watchClient } from './respond.js';
 
 const RETRY_AFTER_S = 1; // as the app's 429
 const SKIPPED_LISTED_MAX = 256; // skipped line numbers named in the header (more are counted)
@@ -81,7 +81,6 @@ async function lhotseBatch(app: FastifyInstance, request: FastifyRequest, reply:
   const inFlight: InFlightBatch = { requestId: request.id, started: new Date(), remote: request.ip, entries, format, mode, controller: ac };
   const id = state.add(inFlight);
   const t0 = performance.now();
-  const m = state.metrics;
   try {
     let run;
     try {
@@ -92,23 +91,7 @@ async function lhotseBatch(app: FastifyInstance, request: FastifyRequest, reply:
     inFlight.progress = run.progress;
     reply.raw.setHeader('X-Ojs-Lhotse-Cuts', String(cuts.length));
     if (skipped.length > 0) reply.raw.setHeader('X-Ojs-Lhotse-Skipped-Lines', skippedHeader(skipped));
-    const sent = await sendBatch(reply, run, {
-      format,
-      strm,
-      signal: ac.signal,
-      maxBytes: state.limits.maxBatchBytes,
-      spool: { ...opts.spool, onSpill: () => m.spills.inc() },
-      onBytes: (n) => m.bytes.inc({ format }, n),
-    });
-    const labels = { format, mode, outcome: sent.outcome };
-    m.batches.inc(labels);
-    m.batchSeconds.observe(labels, (performance.now() - t0) / 1000);
-    if (sent.result !== undefined) {
-      const missing = sent.result.progress.missing;
-      m.entries.inc({ outcome: 'ok' }, sent.result.out.length - missing);
-      if (missing > 0) m.entries.inc({ outcome: 'missing' }, missing);
-    }
-    if (sent.error?.kind === 'Internal') opts.errorLog?.write(`ojs-ml serve: internal error in batch ${request.id}: ${sent.error.stack ?? sent.error.message}\n`);
+    await sendAndRecord(reply, run, { format, strm, signal: ac.signal, requestId: request.id, t0 }, state, opts);
   } finally {
     state.remove(id);
   }

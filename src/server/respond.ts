@@ -14,6 +14,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import * as os from 'node:os';
+import { performance } from 'node:perf_hooks';
 import { pipeline } from 'node:stream/promises';
 import { setImmediate as nextMacrotask } from 'node:timers/promises';
 import type { FastifyReply } from 'fastify';
@@ -21,6 +22,7 @@ import type { BatchResult, BatchRun } from '../batch/engine.js';
 import type { BytePool } from '../batch/pool.js';
 import { OjsError, toOjsError } from '../spec/errors.js';
 import { CONTENT_TYPES, formatExtension, type ArchiveFormat } from '../spec/format.js';
+import type { LineSink, ServerState } from './app.js';
 import type { BatchOutcome } from './metrics.js';
 import { multipartFrame } from './multipart.js';
 import { Spool } from './spool.js';
@@ -96,6 +98,47 @@ export function watchClient(res: ServerResponse, ac: AbortController): void {
   };
   if (res.destroyed) onClose();
   else res.once('close', onClose);
+}
+
+/** What sendAndRecord needs to know of the batch beyond its run. */
+export interface SendRecordOptions {
+  format: ArchiveFormat;
+  strm: boolean;
+  signal: AbortSignal;
+  requestId: string;
+  /** performance.now() when the batch was taken. */
+  t0: number;
+}
+
+/**
+ * Sends a batch (both endpoints) and counts it in the metrics: batches by outcome, their seconds,
+ * entries found and missing; an internal error goes to the error log with its stack.
+ */
+export async function sendAndRecord(
+  reply: FastifyReply,
+  run: BatchRun,
+  o: SendRecordOptions,
+  state: ServerState,
+  ctx: { spool: SendBatchOptions['spool']; errorLog?: LineSink | null },
+): Promise<void> {
+  const m = state.metrics;
+  const sent = await sendBatch(reply, run, {
+    format: o.format,
+    strm: o.strm,
+    signal: o.signal,
+    maxBytes: state.limits.maxBatchBytes,
+    spool: { ...ctx.spool, onSpill: () => m.spills.inc() },
+    onBytes: (n) => m.bytes.inc({ format: o.format }, n),
+  });
+  const labels = { format: o.format, mode: o.strm ? 'stream' : 'multipart', outcome: sent.outcome };
+  m.batches.inc(labels);
+  m.batchSeconds.observe(labels, (performance.now() - o.t0) / 1000);
+  if (sent.result !== undefined) {
+    const missing = sent.result.progress.missing;
+    m.entries.inc({ outcome: 'ok' }, sent.result.out.length - missing);
+    if (missing > 0) m.entries.inc({ outcome: 'missing' }, missing);
+  }
+  if (sent.error?.kind === 'Internal') ctx.errorLog?.write(`ojs-ml serve: internal error in batch ${o.requestId}: ${sent.error.stack ?? sent.error.message}\n`);
 }
 
 /** Sends one batch; owns the response from here on (fastify's reply is hijacked). */

@@ -1,17 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { OjsError } from '../../src/spec/errors.js';
+import { err } from '../helpers/errors.js';
 import { ACCEPTED_FORMAT_VALUES, ARCHIVE_FORMATS, CONTENT_TYPES, formatExtension, formatFromFileName, parseFormat } from '../../src/spec/format.js';
-
-function err(f: () => unknown): OjsError {
-  let thrown: unknown;
-  try {
-    f();
-  } catch (e) {
-    thrown = e;
-  }
-  expect(thrown, 'expected an OjsError').toBeInstanceOf(OjsError);
-  return thrown as OjsError;
-}
 
 describe('parseFormat', () => {
   it('reads an absent or empty mime as TAR, as AIStore does', () => {

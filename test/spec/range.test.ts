@@ -1,17 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { OjsError } from '../../src/spec/errors.js';
+import { err } from '../helpers/errors.js';
 import { checkRange, httpRangeHeader, resolveRange } from '../../src/spec/range.js';
-
-function err(f: () => unknown): OjsError {
-  let thrown: unknown;
-  try {
-    f();
-  } catch (e) {
-    thrown = e;
-  }
-  expect(thrown, 'expected an OjsError').toBeInstanceOf(OjsError);
-  return thrown as OjsError;
-}
 
 describe('checkRange (the wire rules)', () => {
   it('reads (0,0) and an absent range as the whole object', () => {

@@ -1,17 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { OjsError } from '../../src/spec/errors.js';
+import { err } from '../helpers/errors.js';
 import { applyKeyAliases, normalizeOpaque, outRow, missingName, parseBatchRequest, type RequestDefaults } from '../../src/spec/request.js';
-
-function err(f: () => unknown): OjsError {
-  let thrown: unknown;
-  try {
-    f();
-  } catch (e) {
-    thrown = e;
-  }
-  expect(thrown, 'expected an OjsError').toBeInstanceOf(OjsError);
-  return thrown as OjsError;
-}
 
 const D: RequestDefaults = { bucket: 'b', provider: 'file' };
 const ENTRY_FIELDS = 'objname, bucket, provider, uname, archpath, opaque, start, length, uri';

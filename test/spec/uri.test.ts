@@ -1,17 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { OjsError } from '../../src/spec/errors.js';
+import { err } from '../helpers/errors.js';
 import { formatLocation, hasScheme, normalizeProvider, objectNameProblem, parseBucketUri, parseObjectUri } from '../../src/spec/uri.js';
-
-function err(f: () => unknown): OjsError {
-  let thrown: unknown;
-  try {
-    f();
-  } catch (e) {
-    thrown = e;
-  }
-  expect(thrown, 'expected an OjsError').toBeInstanceOf(OjsError);
-  return thrown as OjsError;
-}
 
 describe('parseObjectUri', () => {
   it('parses s3, gs, az, ais and oci URIs', () => {
