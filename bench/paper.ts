@@ -60,7 +60,8 @@ export const PAPER_QUICK: PaperConfig = {
   locality: { sizes: [10 * KIB], batch: 1_000, rtts: [0, 1] },
 };
 
-export type Mode = 'one-by-one' | '16-way' | '64-way' | 'batch (file root)' | 'batch (http from nginx)';
+const MODES = ['one-by-one', '16-way', '64-way', 'batch (file root)', 'batch (http from nginx)'] as const;
+export type Mode = (typeof MODES)[number];
 
 export interface Measured {
   mode: Mode;
@@ -273,7 +274,7 @@ export async function localityCase(ctx: PaperCtx): Promise<PaperResult> {
       yLabel: 'MiB/s (log)',
       yLog: true,
       xTicks: rtts,
-      series: [...series].map(([name, points]) => ({ name, points })),
+      series: [...series].map(([name, points]) => ({ name, points, style: MODES.indexOf(name) })),
     }),
   };
   return { rows, plots: series.size === 0 ? {} : plot, cells: cells.map(summaryOfCell) };
@@ -283,7 +284,7 @@ function plots(cells: { size: number; results: Measured[] }[], n: number): Recor
   const by = (pick: (m: Measured) => number) => {
     const series = new Map<Mode, [number, number][]>();
     for (const c of cells) for (const m of c.results) series.set(m.mode, [...(series.get(m.mode) ?? []), [c.size, pick(m)]]);
-    return [...series].map(([name, points]) => ({ name, points }));
+    return [...series].map(([name, points]) => ({ name, points, style: MODES.indexOf(name) }));
   };
   const sizes = [...new Set(cells.map((c) => c.size))];
   const common = { xLabel: 'object size', xLog: true, yLog: true, xTicks: sizes, xFormat: bytesLabel };

@@ -14,6 +14,8 @@ export interface Series {
   name: string;
   /** [x, y]; points with y <= 0 on a log axis are left out. */
   points: [number, number][];
+  /** Which colour and dash (default: its place in the chart): the same thing looks the same in every chart. */
+  style?: number;
 }
 
 export interface Chart {
@@ -58,7 +60,8 @@ export function lineChart(c: Chart): string {
   out.push(`<rect x="${MARGIN.left}" y="${MARGIN.top}" width="${WIDTH - MARGIN.left - MARGIN.right}" height="${HEIGHT - MARGIN.top - MARGIN.bottom}" fill="none" stroke="#444"/>`);
   out.push(`<text x="${(MARGIN.left + WIDTH - MARGIN.right) / 2}" y="${HEIGHT - 14}" text-anchor="middle">${esc(c.xLabel)}</text>`);
   out.push(`<text transform="translate(18 ${(MARGIN.top + HEIGHT - MARGIN.bottom) / 2}) rotate(-90)" text-anchor="middle">${esc(c.yLabel)}</text>`);
-  c.series.forEach((s, i) => {
+  c.series.forEach((s, place) => {
+    const i = s.style ?? place;
     const color = COLORS[i % COLORS.length]!;
     const dash = DASHES[Math.floor(i / COLORS.length) % DASHES.length] || DASHES[i % DASHES.length]!;
     const keep = s.points.filter(([x, y]) => (!c.xLog || x > 0) && (!c.yLog || y > 0)).sort((a, b) => a[0] - b[0]);
