@@ -24,8 +24,7 @@ const MIB = 1024 * KIB;
 const OBJECTS_MAX = 10_000;
 const PARALLEL = [16, 64] as const; // the parallel clients; the best of them is the baseline
 const DISK_SLACK = 1 << 30;
-const WARM_SECONDS = 0.5; // untimed runs per mode first: a training loop's server and client are long warm
-const WARM_RUNS_MAX = 50;
+const WARM_RUNS_MAX = 50; // untimed runs per mode at most (see PaperConfig.warmSeconds)
 
 export interface PaperConfig {
   sizes: number[];
@@ -36,8 +35,10 @@ export interface PaperConfig {
   minRepeats: number;
   maxRepeats: number;
   modeSeconds: number;
-  /** Locality case: object sizes, batch size and round-trip delays (ms). */
-  locality: { sizes: number[]; batch: number; rtts: number[] };
+  /** Untimed runs per mode first, for this long (at least one): a training loop's server and client are long warm. */
+  warmSeconds: number;
+  /** Locality case: object sizes, batch size, round-trip delays (ms), timed repeats at least (the delayed runs vary little and take long). */
+  locality: { sizes: number[]; batch: number; rtts: number[]; minRepeats: number };
 }
 
 export const PAPER_FULL: PaperConfig = {
@@ -47,7 +48,8 @@ export const PAPER_FULL: PaperConfig = {
   minRepeats: 3, // P95 over fewer batches than this means nothing
   maxRepeats: 10,
   modeSeconds: 1.5,
-  locality: { sizes: [KIB, 10 * KIB, 100 * KIB], batch: 1_000, rtts: [0, 1, 5] },
+  warmSeconds: 0.5,
+  locality: { sizes: [KIB, 10 * KIB, 100 * KIB], batch: 1_000, rtts: [0, 1, 5], minRepeats: 2 },
 };
 
 export const PAPER_QUICK: PaperConfig = {
@@ -56,8 +58,9 @@ export const PAPER_QUICK: PaperConfig = {
   cellBytesMax: 256 * MIB,
   minRepeats: 2,
   maxRepeats: 3,
-  modeSeconds: 1.5,
-  locality: { sizes: [10 * KIB], batch: 1_000, rtts: [0, 1] },
+  modeSeconds: 1,
+  warmSeconds: 0.25,
+  locality: { sizes: [10 * KIB], batch: 1_000, rtts: [0, 1], minRepeats: 2 },
 };
 
 const MODES = ['one-by-one', '16-way', '64-way', 'batch (file root)', 'batch (http from nginx)'] as const;
@@ -134,7 +137,7 @@ async function stopAll(s: Servers): Promise<void> {
 }
 
 /** Every client mode over the same names; `nginxUrl`/`serveUrl` may be proxies adding delay. */
-async function measureCell(ctx: PaperCtx, s: Servers, names: string[], size: number, urls = { nginx: s.nginx.url, serve: s.serve.url }, modes?: Mode[]): Promise<Measured[]> {
+async function measureCell(ctx: PaperCtx, s: Servers, names: string[], size: number, urls = { nginx: s.nginx.url, serve: s.serve.url }, modes?: Mode[], minRepeats = ctx.cfg.minRepeats): Promise<Measured[]> {
   const sizes = names.map(() => size);
   const objectUrls = names.map((n) => `${urls.nginx}/${n}`);
   const runs: [Mode, (agent: ReturnType<typeof agentFor>) => Promise<Timing>, number][] = [
@@ -152,7 +155,7 @@ async function measureCell(ctx: PaperCtx, s: Servers, names: string[], size: num
     try {
       // Untimed: warms the page cache, the sockets, and the JIT of server and client alike.
       const warmStart = performance.now();
-      for (let w = 0; w < WARM_RUNS_MAX && (w === 0 || performance.now() - warmStart < WARM_SECONDS * 1000); w++) await fn(agent);
+      for (let w = 0; w < WARM_RUNS_MAX && (w === 0 || performance.now() - warmStart < ctx.cfg.warmSeconds * 1000); w++) await fn(agent);
       const m: Measured = { mode, mibps: [], latencyMs: [], waits: [] };
       const started = performance.now();
       for (let r = 0; r < ctx.cfg.maxRepeats; r++) {
@@ -160,7 +163,7 @@ async function measureCell(ctx: PaperCtx, s: Servers, names: string[], size: num
         m.mibps.push(mib / t.seconds);
         m.latencyMs.push(t.seconds * 1000);
         m.waits.push(...orderedWaits(t.ready));
-        if (r + 1 >= ctx.cfg.minRepeats && performance.now() - started > ctx.cfg.modeSeconds * 1000) break;
+        if (r + 1 >= minRepeats && performance.now() - started > ctx.cfg.modeSeconds * 1000) break;
       }
       out.push(m);
     } catch (e) {
@@ -252,7 +255,7 @@ export async function localityCase(ctx: PaperCtx): Promise<PaperResult> {
           const measuredRtt = urls === undefined ? 0 : round(await measureRtt(proxies![0].port, `/${data.names[0]}`), 2);
           const modes: Mode[] = ['one-by-one', '16-way', 'batch (file root)'];
           const measured = rtt === 0 ? ctx.noDelay?.get(`${size}x${batch}`) : undefined;
-          const results = measured?.filter((m) => modes.includes(m.mode)) ?? (await measureCell(ctx, servers, data.names.slice(0, batch), size, urls, modes));
+          const results = measured?.filter((m) => modes.includes(m.mode)) ?? (await measureCell(ctx, servers, data.names.slice(0, batch), size, urls, modes, ctx.cfg.locality.minRepeats));
           cells.push({ size, n: batch, rtt, results });
           const r = cellRows(size, batch, results, rtt);
           for (const row of r) row.note += measured !== undefined ? '; no added delay: the paper case\'s measurement of this cell' : `; added RTT ${rtt} ms (a fetch through the proxy took ${measuredRtt} ms)`;

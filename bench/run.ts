@@ -355,7 +355,7 @@ async function main(): Promise<void> {
   const scale = args.quick ? { counts: [100, 1_000, 10_000], payloadBytes: 256 << 20 } : { counts: [100, 1_000, 10_000, 100_000], payloadBytes: 1 << 30 };
   await run('rss-scale', () => rssScaleCase({ work: ctx.work, repo: REPO, repeats: Math.min(ctx.repeats, RSS_REPEATS_MAX), slack: DISK_SLACK, ...scale }));
   await run('lhotse', () => lhotseCase({ work: ctx.work, repo: REPO, repeats: args.quick ? 1 : Math.min(ctx.repeats, 3), cuts: size.cuts, recordings: size.recordings }));
-  const remote = { work: ctx.work, repeats: Math.min(ctx.repeats, REMOTE_REPEATS_MAX), count: size.remote, repo: REPO, slack: DISK_SLACK, sizes: args.quick ? [10 << 10, 1 << 20] : undefined };
+  const remote = { work: ctx.work, repeats: Math.min(ctx.repeats, REMOTE_REPEATS_MAX), count: size.remote, repo: REPO, slack: DISK_SLACK, sizes: args.quick ? [10 << 10, 1 << 20] : undefined, warmSeconds: args.quick ? 0.25 : 1 };
   await run('remote-s3', () => s3Case(remote));
   if (want('remote-http') && nginxBinary() === undefined) process.stderr.write("remote-http: 'nginx' is not installed (Debian package nginx), skipping\n");
   else await run('remote-http', () => httpCase(remote));
