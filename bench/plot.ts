@@ -68,7 +68,7 @@ export function lineChart(c: Chart): string {
     const path = keep.map(([x, y]) => `${xScale.at(x).toFixed(1)},${yScale.at(y).toFixed(1)}`).join(' ');
     if (keep.length > 1) out.push(`<polyline points="${path}" fill="none" stroke="${color}" stroke-width="2"${dash === '' ? '' : ` stroke-dasharray="${dash}"`}/>`);
     for (const [x, y] of keep) out.push(`<circle cx="${xScale.at(x).toFixed(1)}" cy="${yScale.at(y).toFixed(1)}" r="3" fill="${color}"/>`);
-    const ly = MARGIN.top + 10 + i * 20;
+    const ly = MARGIN.top + 10 + place * 20;
     const lx = WIDTH - MARGIN.right + 14;
     out.push(`<line x1="${lx}" x2="${lx + 24}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="2"${dash === '' ? '' : ` stroke-dasharray="${dash}"`}/>`);
     out.push(`<text x="${lx + 30}" y="${ly + 4}">${esc(s.name)}</text>`);
