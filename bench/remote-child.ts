@@ -6,8 +6,9 @@
  * null sink (bytes counted); the client reads every body to its end (bytes counted). Seconds
  * exclude module loading; every run is checked by the caller. The first run is a fresh
  * process's (code not compiled, no connection open); the second comes once the process has done
- * WARM_SECONDS of the same work (untimed runs fill up what the fresh run did not), as a long-lived process (the server, a training loop's loader) runs it:
- * code compiled, connections open. Both sides get the same treatment.
+ * WARM_SECONDS of the same work (untimed runs fill up what the fresh run did not), as a
+ * long-lived process (the server, a training loop's loader) runs it: code compiled, connections
+ * open. Both sides get the same treatment.
  * Clients: HTTP with Node's fetch; S3 with @aws-sdk/client-s3, keep-alive, one attempt, no checksums.
  */
 import * as fs from 'node:fs';

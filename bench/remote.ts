@@ -19,6 +19,7 @@ import { dataset, q, round, sh, summarize, tarSize, writeList, type DataSet, typ
 
 export const REMOTE_SIZES = [10 << 10, 100 << 10, 1 << 20]; // the issue's object sizes
 const CLIENT_WAYS = [1, 16, 64]; // individual GETs at a time
+const WARM_SECONDS_DEFAULT = 1; // work a child does before its warm run
 const BATCH_BYTES_MAX = 512 << 20; // objects per size: ctx.count, fewer where they would carry more (1 MiB: 512; s3rver one by one takes ~7 s for 1,000)
 const S3_BUCKET = 'bench';
 const S3_KEY = 'S3RVER'; // s3rver's built-in credentials
@@ -32,7 +33,7 @@ export interface RemoteCtx {
   count: number;
   /** Object sizes (default REMOTE_SIZES). */
   sizes?: number[];
-  /** Seconds of work a child does before its warm run (default 1). */
+  /** Seconds of work a child does before its warm run (default WARM_SECONDS_DEFAULT). */
   warmSeconds?: number;
   repo: string;
   slack: number;
@@ -111,7 +112,7 @@ async function seedS3(url: string, dir: string, prefix: string, data: DataSet): 
 /** The child's runs: [fresh] or [fresh, warm]. */
 async function child(ctx: RemoteCtx, args: string[]): Promise<Report[]> {
   const bin = path.join(ctx.repo, 'dist/bench/remote-child.js');
-  const env = `OJS_ML_BENCH_WARM_SECONDS=${ctx.warmSeconds ?? 1}`;
+  const env = `OJS_ML_BENCH_WARM_SECONDS=${ctx.warmSeconds ?? WARM_SECONDS_DEFAULT}`;
   const { stdout } = await sh(`${env} ${q(process.execPath)} ${q(bin)} ${args.map(q).join(' ')}`, RUN_TIMEOUT_MS);
   return (JSON.parse(stdout) as { runs: Report[] }).runs;
 }
@@ -157,7 +158,7 @@ async function compare(ctx: RemoteCtx, caseName: string, server: string, kind: '
     const one = c.find((x) => x.k === 1)!;
     const name = `${server} ${keys.length} x ${label(size)}, ${warm ? 'warm process' : 'fresh process'}`;
     const all = c.map((x) => `${x.k}-way ${x.s.median}/s`).join(', ');
-    const how = warm ? 'a run after 1 s of the same work in the same process (code compiled, connections open)' : 'the first run of a fresh process';
+    const how = warm ? `a run after ${ctx.warmSeconds ?? WARM_SECONDS_DEFAULT} s of the same work in the same process (code compiled, connections open)` : 'the first run of a fresh process';
     const row = (vs: string, b: (typeof c)[number], note: string): Row => ({
       name: `${name}: one get-batch vs ${vs}`,
       case: caseName,

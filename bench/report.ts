@@ -68,12 +68,13 @@ const TARGETS: Target[] = [
   { issue: 7, text: 'peak RSS flat (within 20%) from 100 to 100,000 entries', rows: (r) => r.case === 'rss-scale', met: (x) => x <= 1.2 },
 ];
 
-/** Measured on this VM (see the text): why batches trail parallel GETs of large objects here. */
+/** Measured by hand on the 2-core development VM (2026-12), not by the suite: why batches trail parallel GETs of large objects there. */
 const TRAILS_WHY = [
   '## Why the batch trails parallel GETs of large objects here',
   '',
-  'With no added delay and objects of 100 KiB and more, one batch is slower than 16 or 64 parallel GETs',
-  'from nginx on this VM. Server and client share two cores. nginx sends files with `sendfile` from two',
+  'Measured by hand on the 2-core development VM (December 2026), beside the suite. With no added delay',
+  'and objects of 100 KiB and more, one batch is slower than 16 or 64 parallel GETs from nginx there.',
+  'Server and client share two cores. nginx sends files with `sendfile` from two',
   'worker processes; a batch is one HTTP stream, produced by one Node process (read the files, frame the',
   'TAR, write the socket) and read by one client process. Measured here: a trivial Node server writing one',
   'preallocated 1 MiB buffer 1,000 times to the same undici client moves the GiB in 0.82-0.87 s (about',

@@ -1,7 +1,7 @@
 /**
  * `npm run bench [-- --quick] [--repeats N] [--work DIR] [--only NAME]`
  *
- * Cases (issue 5, plus the issue 2 formats and shard reads); --only takes a name or a prefix:
+ * Cases (bench/README.md has the details); --only takes a name or a prefix:
  *   tar-10k   file -> TAR, 10,000 x 10 KiB: ojs-ml CLI and engine vs GNU tar, all through `cat`
  *             (GNU tar does not read file contents when its archive is /dev/null itself)
  *   tar-1m    the same with 1,000 x 1 MiB
@@ -13,10 +13,15 @@
  *   remote-s3   one get-batch of 1,000 objects (10 KiB, 100 KiB, 1 MiB) from s3rver vs the AWS SDK
  *               GETting them 1, 16 and 64 at a time (see remote.ts)
  *   remote-http the same from nginx vs Node's fetch (skipped when nginx is not installed)
+ *   rss-scale   peak RSS for batches of 100 to 100,000 entries carrying the same payload
+ *   lhotse      lhotse-get-batch, sliced audio vs whole files: bytes and time
+ *   paper       the GetBatch paper's grid: ojs-ml serve vs GETs from nginx (paper.ts)
+ *   locality    the same with 1 and 5 ms of added client-storage round trip
  * The page cache is warm: every comparison runs each side once, untimed, first; those runs are
  * also the checks that ojs-ml's archive has the right bytes and names in the right order.
  * Output: a markdown table on stdout; rows as JSON in bench/results/latest.{json,md} (full
- * runs) or WORK/last-run.{json,md} (--quick, --only).
+ * runs, which also write docs/benchmarks.md and its plots) or WORK/last-run.{json,md} (--quick,
+ * --only).
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -43,7 +48,7 @@ const SHARD_MEMBER_AT = 0.75; // extract the member 75% into the shard, so a ful
 const SHARD_OVERHEAD_TARGET_MIB = 1; // acceptance: bytes read beyond the member stay under 1 MiB
 const ZIP_REPEATS_MAX = 3; // zip -0 of 1 GiB takes ~5 s a run; the spread is small
 const TGZ_REPEATS_MAX = 2; // gzip -1 runs at ~40 MiB/s here: each repeat of 1 GiB costs ~50 s
-const REMOTE_REPEATS_MAX = 2; // each repeat is 8 runs per size (ours, 3 clients, fresh and warm); s3rver serves ~300 objects/s
+const REMOTE_REPEATS_MAX = 2; // each repeat is 4 child processes per size (ours, 3 clients), each timing a fresh and a warm run; s3rver serves ~300 objects/s
 const DISK_SLACK = 1 << 30; // free space to leave after generating data
 const COMMAND_TIMEOUT_MS = 180_000; // one command; a hung run fails the bench instead of hanging it
 const BUCKET = 'data'; // the --root name, so archive entries are data/<name>
