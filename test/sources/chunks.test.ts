@@ -1,0 +1,141 @@
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { setImmediate as turn } from 'node:timers/promises';
+import { describe, expect, it } from 'vitest';
+import { ChunkPool, chunksOf } from '../../src/sources/chunks.js';
+
+describe('ChunkPool', () => {
+  it('hands out chunks of its size and reuses the ones given back', () => {
+    const pool = new ChunkPool(1024, 4);
+    const a = pool.take();
+    expect(a.length).toBe(1024);
+    expect(pool.owns(a)).toBe(true);
+    pool.give(a);
+    expect(pool.freeCount).toBe(1);
+    expect(pool.take()).toBe(a);
+    expect(pool.freeCount).toBe(0);
+    expect(pool.take()).not.toBe(a);
+  });
+
+  it('gives each chunk its own memory, never a slice of a shared pool', () => {
+    const pool = new ChunkPool(1024, 4);
+    const a = pool.take();
+    const b = pool.take();
+    expect(a.byteOffset).toBe(0);
+    expect(a.buffer.byteLength).toBe(1024);
+    expect(a.buffer).not.toBe(b.buffer);
+  });
+
+  it('ignores views, copies, foreign buffers and a chunk given back twice', () => {
+    const pool = new ChunkPool(1024, 4);
+    const a = pool.take();
+    pool.give(a.subarray(0, 10));
+    pool.give(Buffer.from(a));
+    pool.give(Buffer.alloc(1024));
+    expect(pool.freeCount).toBe(0);
+    expect(pool.owns(a.subarray(0, 1024))).toBe(false);
+    pool.give(a);
+    pool.give(a);
+    expect(pool.freeCount).toBe(1);
+    // Were it kept twice, two readers would share one buffer.
+    const x = pool.take();
+    const y = pool.take();
+    expect(x).not.toBe(y);
+  });
+
+  it('keeps at most keepMax free chunks', () => {
+    const pool = new ChunkPool(64, 2);
+    const taken = [pool.take(), pool.take(), pool.take()];
+    for (const c of taken) pool.give(c);
+    expect(pool.freeCount).toBe(2);
+  });
+});
+
+function source(chunks: Buffer[]): Readable {
+  let i = 0;
+  return new Readable({
+    highWaterMark: 16,
+    read() {
+      const c = chunks[i++];
+      setImmediate(() => this.push(c ?? null));
+    },
+  });
+}
+
+async function drain(it: AsyncIterator<Buffer>): Promise<Buffer[]> {
+  const out: Buffer[] = [];
+  for (;;) {
+    const r = await it.next();
+    if (r.done === true) return out;
+    out.push(r.value);
+  }
+}
+
+describe('chunksOf', () => {
+  it('yields the very buffers that were pushed, in order, joined nowhere', async () => {
+    const pushed = Array.from({ length: 20 }, (_, i) => randomBytes(100 + i));
+    const got = await drain(chunksOf(source(pushed)));
+    expect(got.length).toBe(pushed.length);
+    got.forEach((c, i) => expect(c).toBe(pushed[i]));
+  });
+
+  it('yields buffers pushed all at once one by one (a Readable iterator would join them)', async () => {
+    const pushed = [Buffer.from('a'), Buffer.from('b'), Buffer.from('c')];
+    const r = new Readable({ read() {} });
+    for (const c of pushed) r.push(c);
+    r.push(null);
+    const got = await drain(chunksOf(r));
+    got.forEach((c, i) => expect(c).toBe(pushed[i]));
+  });
+
+  it('pauses its stream once it holds 256 KiB the consumer has not taken', async () => {
+    let produced = 0;
+    const r = new Readable({
+      read() {
+        produced += 64 << 10;
+        setImmediate(() => this.push(Buffer.alloc(64 << 10)));
+      },
+    });
+    const it = chunksOf(r);
+    await it.next();
+    for (let i = 0; i < 20; i++) await turn();
+    // Bounded: what chunksOf holds (256 KiB) plus the stream's own buffer (16 KiB mark, one push).
+    expect(produced).toBeLessThanOrEqual((256 + 64 + 64) << 10);
+    expect(r.isPaused()).toBe(true);
+    await it.return();
+    expect(r.destroyed).toBe(true);
+  });
+
+  it('destroys its stream on return() and ends', async () => {
+    const r = source([Buffer.from('x'), Buffer.from('y')]);
+    const it = chunksOf(r);
+    await it.next();
+    expect((await it.return()).done).toBe(true);
+    expect(r.destroyed).toBe(true);
+    expect((await it.next()).done).toBe(true);
+  });
+
+  it('rejects with the stream error, after the chunks that came before it', async () => {
+    const r = new Readable({ read() {} });
+    r.push(Buffer.from('before'));
+    const it = chunksOf(r);
+    expect((await it.next()).value?.toString()).toBe('before');
+    const pending = it.next();
+    r.destroy(new Error('boom'));
+    await expect(pending).rejects.toThrow('boom');
+  });
+
+  it('rejects with ERR_STREAM_PREMATURE_CLOSE when the stream closes before its end', async () => {
+    const r = new Readable({ read() {} });
+    const it = chunksOf(r);
+    const pending = it.next();
+    r.destroy();
+    await expect(pending).rejects.toMatchObject({ code: 'ERR_STREAM_PREMATURE_CLOSE' });
+  });
+
+  it('ends an empty stream at once', async () => {
+    const r = new Readable({ read() {} });
+    r.push(null);
+    expect((await chunksOf(r).next()).done).toBe(true);
+  });
+});
