@@ -20,6 +20,7 @@ import { setImmediate as nextMacrotask } from 'node:timers/promises';
 import type { FastifyReply } from 'fastify';
 import type { BatchResult, BatchRun } from '../batch/engine.js';
 import type { BytePool } from '../batch/pool.js';
+import { chunksOf, readChunks } from '../sources/chunks.js';
 import { OjsError, toOjsError } from '../spec/errors.js';
 import { CONTENT_TYPES, formatExtension, type ArchiveFormat } from '../spec/format.js';
 import type { LineSink, ServerState } from './app.js';
@@ -160,7 +161,7 @@ export async function sendBatch(reply: FastifyReply, run: BatchRun, opts: SendBa
 
 async function sendStream(res: ServerResponse, run: BatchRun, opts: SendBatchOptions): Promise<SentBatch> {
   const maxBytes = opts.maxBytes ?? Infinity;
-  const chunks = run.stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  const chunks = chunksOf(run.stream);
   const seen: { failure?: OjsError } = {};
   run.result.catch((e: unknown) => {
     seen.failure = toOjsError(e);
@@ -174,7 +175,7 @@ async function sendStream(res: ServerResponse, run: BatchRun, opts: SendBatchOpt
     if (seen.failure !== undefined) throw seen.failure;
     if (!first.done && first.value.length > maxBytes) throw batchTooLarge(maxBytes);
   } catch (e) {
-    void chunks.return?.();
+    void chunks.return();
     return refuse(res, await batchError(run, e));
   }
 
@@ -199,7 +200,7 @@ async function sendStream(res: ServerResponse, run: BatchRun, opts: SendBatchOpt
     await end(res);
     return { outcome: 'ok', committed: true, archiveBytes, result };
   } catch (e) {
-    void chunks.return?.(); // destroys the archive: the engine stops every upstream read
+    void chunks.return(); // destroys the archive: the engine stops every upstream read
     const error = await batchError(run, e);
     cutOff(res);
     return { outcome: outcomeOf(error), committed: true, archiveBytes, error };
@@ -296,7 +297,11 @@ function clientGone(): OjsError {
 function write(res: ServerResponse, chunk: Buffer): Promise<void> {
   if (res.destroyed || res.writableEnded) return Promise.reject(clientGone());
   bodyBytesSent.set(res, (bodyBytesSent.get(res) ?? 0) + chunk.length);
-  if (res.write(chunk)) return Promise.resolve();
+  // Once the socket took a read chunk's bytes, the file source may read into it again.
+  const written = readChunks.owns(chunk) ? (err?: Error | null) => {
+    if (err == null) readChunks.give(chunk);
+  } : undefined;
+  if (res.write(chunk, written)) return Promise.resolve();
   return new Promise((resolve, reject) => {
     const done = (err?: OjsError) => {
       clearTimeout(timer);
