@@ -4,6 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as path from 'node:path';
 import { request as undiciRequest } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +14,8 @@ import { listen, request, type TestServer } from './helpers.js';
 let work: string;
 let files: Record<string, Buffer>;
 let server: TestServer;
+// Files of several read chunks each (src/sources/chunks.ts): their buffers are recycled between requests.
+const pooled: Record<string, Buffer> = Object.fromEntries(Array.from({ length: 24 }, (_, i) => [`pool/${i}.bin`, randomBytes((600 << 10) + i * 4099)]));
 const names = ['a/small.bin', 'a/empty.bin', 'ünïcødé/日本語.wav', `long/${'n'.repeat(120)}.bin`, 'big/mixed.bin', 'c.txt'];
 
 beforeAll(async () => {
@@ -25,6 +28,7 @@ beforeAll(async () => {
     // more than one gzip member and LZ4 block
     'big/mixed.bin': Buffer.concat([Buffer.alloc(3 << 20, 'abc'), randomBytes(3 << 20)]),
     'c.txt': 'hello\n',
+    ...pooled,
   });
   server = await listen({ sources: { file: { roots: { data: path.join(work, 'data') } } } });
 });
@@ -133,5 +137,37 @@ describe('streamed GetBatch, every format, checked with real tools', () => {
     expect(JSON.parse(await ok('python3', ['-c', PY_TAR, 'r:'], r.body))[2]).toEqual(['big/mixed.bin', sha256(files['big/mixed.bin']!.subarray(10, 30))]);
     expect(r.trailers['x-ojs-batch-missing']).toBe('1');
     expect(r.trailers['x-ojs-batch-missing-index']).toBe('1');
+  });
+});
+
+describe('recycled read chunks', () => {
+  it('concurrent batches, one read slowly, all byte-exact: no chunk is reused before its socket took it', async () => {
+    const keys = Object.keys(pooled);
+    const body = (order: string[]) => ({ in: order.map((objname) => ({ objname })), strm: true });
+    const orders = [keys, [...keys].reverse(), keys.filter((_, i) => i % 2 === 0), keys.filter((_, i) => i % 2 === 1)];
+    // The slow one holds its socket's buffers full, so its chunks stay out while the others run.
+    const slow = new Promise<Buffer>((resolve, reject) => {
+      const json = JSON.stringify(body(keys));
+      const headers = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json) };
+      const req = http.request(`${server.url}/v1/ml/moss/data`, { method: 'GET', headers, agent: false });
+      req.on('error', reject);
+      req.on('response', (res) => {
+        const got: Buffer[] = [];
+        res.on('data', (c: Buffer) => {
+          got.push(c);
+          res.pause();
+          setTimeout(() => res.resume(), 2);
+        });
+        res.on('end', () => resolve(Buffer.concat(got)));
+        res.on('error', reject);
+      });
+      req.end(json);
+    });
+    const fast = await Promise.all(orders.map((o) => request(`${server.url}/v1/ml/moss/data`, { body: body(o) })));
+    const all = [...fast.map((r) => r.body), await slow];
+    const wants = [...orders, keys];
+    for (const [i, tar] of all.entries()) {
+      expect(JSON.parse(await ok('python3', ['-c', PY_TAR, 'r:'], tar))).toEqual(wants[i]!.map((n) => [`data/${n}`, sha256(pooled[n]!)]));
+    }
   });
 });
