@@ -219,3 +219,56 @@ describe('file source: configuration', () => {
     expect(e.code).toBe('ERR_NO_SUCH_BUCKET');
   });
 });
+
+describe('file source: synchronous reads leave the event loop its turns', () => {
+  const MIB = 1 << 20;
+  let dir: string;
+  let src: FileSource;
+  const signal = new AbortController().signal;
+
+  beforeAll(() => {
+    dir = tmpDir();
+    const files: Record<string, Buffer> = { 'big.bin': Buffer.alloc(16 * MIB, 1) };
+    for (let i = 0; i < 64; i++) files[`small/${i}.bin`] = Buffer.alloc(200 << 10, i);
+    write(dir, files);
+    src = new FileSource({ roots: { r: dir }, syncIo: true });
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('a flowing body of 16 MiB lets a macrotask run after about 1 MiB', async () => {
+    const o = await src.open({ bucket: 'r', key: 'big.bin' }, { signal });
+    let got = 0;
+    let atTurn = -1;
+    setImmediate(() => {
+      atTurn = got;
+    });
+    o.body.on('data', (c: Buffer) => {
+      got += c.length;
+    });
+    await new Promise((resolve, reject) => o.body.on('end', resolve).on('error', reject));
+    expect(got).toBe(16 * MIB);
+    expect(atTurn).toBeGreaterThan(0);
+    // One turn's budget (1 MiB) plus the read that crossed it, not the whole file.
+    expect(atTurn).toBeLessThanOrEqual(2 * MIB);
+  });
+
+  it('64 opens of 200 KiB files, started together, spread their reads over several turns', async () => {
+    await new Promise((r) => setImmediate(r)); // a fresh turn
+    let opened = 0;
+    let atTurn = -1;
+    setImmediate(() => {
+      atTurn = opened;
+    });
+    const all = await Promise.all(
+      Array.from({ length: 64 }, (_, i) =>
+        src.open({ bucket: 'r', key: `small/${i}.bin` }, { signal }).then((o) => {
+          opened++;
+          return o;
+        }),
+      ),
+    );
+    for (const [i, o] of all.entries()) expect(o.bytes?.equals(Buffer.alloc(200 << 10, i)), `file ${i}`).toBe(true);
+    expect(atTurn).toBeGreaterThan(0);
+    expect(atTurn).toBeLessThan(16);
+  });
+});
