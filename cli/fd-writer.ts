@@ -1,5 +1,6 @@
 /**
- * A Writable for stdout whose writes run on libuv's thread pool with blocking calls.
+ * A Writable for stdout or an output file whose writes run on libuv's thread pool with blocking
+ * calls.
  *
  * process.stdout writes to a pipe synchronously, so while the reader of the pipe is slow the
  * event loop stops, and with it every read in flight. Once anything touches process.stdout, Node
@@ -9,6 +10,7 @@
  */
 import * as fs from 'node:fs';
 import { Writable } from 'node:stream';
+import { readChunks } from '../src/sources/chunks.js';
 
 const MAX_QUEUED = 8 << 20; // bytes accepted and not yet written; write() is held back beyond
 const MAX_IOV = 64; // buffers per writev call
@@ -19,6 +21,7 @@ export class FdWriter extends Writable {
   private readonly fd: number;
   private readonly ownFd: boolean;
   private readonly queue: Buffer[] = [];
+  private headOrigin: Buffer | undefined; // what queue[0] is the unwritten rest of, after a partial write
   private queued = 0;
   private writing = false;
   private writeError: Error | undefined;
@@ -57,6 +60,7 @@ export class FdWriter extends Writable {
     // invalid for its reader (see src/archive/fail.ts).
     const close = () => {
       this.queue.length = 0;
+      this.headOrigin = undefined;
       if (this.ownFd) fs.close(this.fd, () => cb(err));
       else cb(err);
     };
@@ -110,7 +114,11 @@ export class FdWriter extends Writable {
     });
   }
 
-  /** Drops `n` written bytes from the head of the queue; a partly written buffer keeps its rest. */
+  /**
+   * Drops `n` written bytes from the head of the queue; a partly written buffer keeps its rest.
+   * A file read chunk whose bytes are all written goes back to its pool (see src/sources/chunks.ts):
+   * the writer is the archive's last consumer.
+   */
   private consume(n: number): void {
     this.queued -= n;
     while (n > 0) {
@@ -118,7 +126,10 @@ export class FdWriter extends Writable {
       if (head.length <= n) {
         n -= head.length;
         this.queue.shift();
+        readChunks.give(this.headOrigin ?? head);
+        this.headOrigin = undefined;
       } else {
+        this.headOrigin ??= head;
         this.queue[0] = head.subarray(n);
         n = 0;
       }

@@ -54,6 +54,27 @@ describe('ojs-ml get-batch', () => {
     });
   });
 
+  it('writes large files byte-exact to a file and to stdout (their read chunks are recycled once written)', async () => {
+    const big: Record<string, Buffer> = {};
+    for (let i = 0; i < 12; i++) big[`big/${i}.bin`] = randomBytes((600 << 10) + i * 4099);
+    writeTree(data, big);
+    const names = Object.keys(big);
+    const check = async (tarPath: string) => {
+      const members = await pythonTarMembers(tarPath);
+      expect(members.map((m) => m.name)).toEqual(names.map((n) => `data/${n}`));
+      members.forEach((m, i) => expect(m.sha256, names[i]).toBe(sha256(big[names[i]!]!)));
+    };
+    const dst = out('big.tar');
+    const r = await ojs(['get-batch', 'data', '--root', `data=${data}`, '--list', names.join(','), '--nv', dst]);
+    expect(r.code).toBe(0);
+    await check(dst);
+    const piped = await ojs(['get-batch', 'data', '--root', `data=${data}`, '--list', names.join(','), '--nv', '-']);
+    expect(piped.code).toBe(0);
+    const fromStdout = out('big-stdout.tar');
+    fs.writeFileSync(fromStdout, piped.stdout);
+    await check(fromStdout);
+  });
+
   it('keeps long and unicode names (PAX) readable by GNU tar and Python', async () => {
     const names = ['audio/long-name-' + 'x'.repeat(150) + '.wav', 'ünïcødé/файл.txt'];
     const dst = out('names.tar');
