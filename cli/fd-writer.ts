@@ -1,6 +1,5 @@
 /**
- * A Writable for stdout or an output file whose writes run on libuv's thread pool with blocking
- * calls.
+ * A Writable for stdout whose writes run on libuv's thread pool with blocking calls.
  *
  * process.stdout writes to a pipe synchronously, so while the reader of the pipe is slow the
  * event loop stops, and with it every read in flight. Once anything touches process.stdout, Node

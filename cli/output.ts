@@ -9,7 +9,6 @@ import * as path from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { promisify } from 'node:util';
 import { isatty } from 'node:tty';
 import { OjsError } from '../src/spec/errors.js';
 import { FdWriter } from './fd-writer.js';
@@ -62,34 +61,26 @@ function fileDestination(target: string): Destination {
     label: target,
     async write(archive, signal) {
       const tmp = path.join(path.dirname(target), `.${path.basename(target)}.${randomBytes(4).toString('hex')}.partial`);
-      let fd = -1;
       try {
-        // Opened synchronously: the archive is already running, and its error needs pipeline's
-        // listener in this same turn.
-        fd = fs.openSync(tmp, 'wx');
-        // The same writer as stdout's, so read chunks go back to their pool once written.
-        const out = new FdWriter(fd);
-        // pipeline reports the failure; the writer's own 'error' can come after it let go (it
-        // first finishes the writes it accepted), and must not be an unhandled one.
-        out.on('error', () => undefined);
-        try {
-          await pipeline(archive, out, { signal });
-        } finally {
-          // Its writes use the raw fd on the thread pool: the fd may close only once the writer has.
-          if (!out.closed) await new Promise((resolve) => out.once('close', resolve));
-        }
-        await promisify(fs.fsync)(fd);
-        const done = fd;
-        fd = -1;
-        await promisify(fs.close)(done);
+        const out = fs.createWriteStream(tmp, { flags: 'wx' });
+        await pipeline(archive, out, { signal });
+        await fsync(tmp);
         await fs.promises.rename(tmp, target);
       } catch (e) {
-        if (fd >= 0) fs.close(fd, () => undefined);
         await fs.promises.rm(tmp, { force: true });
         throw e;
       }
     },
   };
+}
+
+async function fsync(file: string): Promise<void> {
+  const fh = await fs.promises.open(file, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
 }
 
 async function confirm(question: string): Promise<boolean> {
