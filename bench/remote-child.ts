@@ -45,7 +45,7 @@ async function ojs(): Promise<{ bytes: number; payloadBytes: number; entries: nu
   let bytes = 0;
   run.stream.on('data', (c: Buffer) => (bytes += c.length));
   const [result] = await Promise.all([run.result, new Promise((resolve, reject) => run.stream.once('end', resolve).once('error', reject))]);
-  return { bytes, payloadBytes: result.progress.bytes, entries: result.out.length };
+  return { bytes, payloadBytes: result.progress.bytes, entries: result.progress.done };
 }
 
 /** A client of K at a time; the same one serves the warm-up run and the timed run. */

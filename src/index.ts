@@ -3,6 +3,8 @@ export * from './spec/index.js';
 export * from './sources/types.js';
 export { SourceRegistry, type SourcesConfig } from './sources/registry.js';
 export { FileSource, type FileSourceOptions } from './sources/file.js';
+// A consumer done with an archive chunk may give it back (serve and the CLI do): no garbage to collect.
+export { ChunkPool, readChunks } from './sources/chunks.js';
 export * from './archive/index.js';
 export * from './batch/index.js';
 export { getBatch, type ReceivedEntry } from './client/entries.js';

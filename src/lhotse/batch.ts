@@ -9,7 +9,7 @@ import type { Readable } from 'node:stream';
 import type { SourceResolver } from '../batch/engine.js';
 import { OjsError } from '../spec/errors.js';
 import type { ArchiveFormat } from '../spec/format.js';
-import type { BatchEntry, BatchRequest } from '../spec/request.js';
+import { BatchEntry, type BatchRequest } from '../spec/request.js';
 import { formatLocation, hasScheme, parseObjectUri, type ObjectLocation } from '../spec/uri.js';
 import { planCut, type AudioItem, type CutPlan, type PlanOptions } from './cuts.js';
 import { manifestLines, type ManifestLine } from './manifest.js';
@@ -134,12 +134,12 @@ export function lhotseRequest(entries: BatchEntry[], opts: { format: ArchiveForm
 /** The entry of one audio object, under the name it gets when it comes out as planned. */
 export function audioEntry(index: number, item: AudioItem): BatchEntry {
   const ext = item.mode === 'slice' ? 'wav' : item.sourceExt === '' ? 'bin' : item.sourceExt;
-  return {
+  return BatchEntry.of({
     index,
     location: item.location,
     archpath: item.archpath,
     opaque: Buffer.from(item.cutId, 'utf8').toString('base64'),
     name: `${item.base}.${ext}`,
     providerName: item.location.provider,
-  };
+  });
 }

@@ -104,7 +104,7 @@ export class LhotseOpener implements EntryOpener {
     const slice = sliceRange(layout, item.start, item.duration);
     const name = `${item.base}.wav`;
     const header = wavHeader(layout, slice.length);
-    const data = slice.length === 0 ? undefined : await next({ ...entry, range: { start: slice.offset, length: slice.length } }, signal);
+    const data = slice.length === 0 ? undefined : await next(entry.withRange({ start: slice.offset, length: slice.length }), signal);
     if (data !== undefined && data.length !== slice.length) {
       data.body.destroy();
       throw new OjsError('SizeMismatch', `${item.uri}: a read of ${slice.length} bytes delivers ${data.length}`);
@@ -121,13 +121,13 @@ function probeKey(e: BatchEntry): string {
 async function probeEntry(entry: BatchEntry, signal: AbortSignal, next: OpenEntry): Promise<Probe> {
   let first: OpenedObject;
   try {
-    first = await next({ ...entry, range: { start: 0, length: PROBE_BYTES } }, signal);
+    first = await next(entry.withRange({ start: 0, length: PROBE_BYTES }), signal);
   } catch (e) {
     if (toOjsError(e).kind !== 'Range') throw e;
-    first = await next({ ...entry, range: undefined }, signal);
+    first = await next(entry.withRange(undefined), signal);
   }
   const head = await readAll(first);
-  const read = async (offset: number, length: number) => readAll(await next({ ...entry, range: { start: offset, length } }, signal));
+  const read = async (offset: number, length: number) => readAll(await next(entry.withRange({ start: offset, length }), signal));
   return probeAudio(head, first.size, read);
 }
 

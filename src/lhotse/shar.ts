@@ -24,7 +24,7 @@
  */
 import { gzipSync } from 'node:zlib';
 import { OjsError } from '../spec/errors.js';
-import type { BatchEntry } from '../spec/request.js';
+import { BatchEntry } from '../spec/request.js';
 import { audioEntry, lhotseRequest, type LhotseBatch } from './batch.js';
 import type { AudioItem, CutPlan } from './cuts.js';
 import { Deferred, LhotseOpener, type AudioOutcome, type PlannedEntry, type ProbeCache } from './opener.js';
@@ -66,7 +66,7 @@ export function sharShard(cuts: readonly CutPlan[], opts: { coer: boolean; probe
   const made = (name: string, make: () => Promise<{ bytes: Buffer; name?: string }>) => {
     const index = entries.length;
     // Made entries read nothing; the location only has to be well-formed.
-    entries.push({ index, location: { provider: 'file', bucket: '', key: name }, name, providerName: 'file' });
+    entries.push(BatchEntry.of({ index, location: { provider: 'file', bucket: '', key: name }, name }));
     plans.set(index, { kind: 'made', make });
   };
   for (const cut of cuts) {

@@ -136,7 +136,7 @@ export async function sendAndRecord(
   m.batchSeconds.observe(labels, (performance.now() - o.t0) / 1000);
   if (sent.result !== undefined) {
     const missing = sent.result.progress.missing;
-    m.entries.inc({ outcome: 'ok' }, sent.result.out.length - missing);
+    m.entries.inc({ outcome: 'ok' }, sent.result.progress.done - missing);
     if (missing > 0) m.entries.inc({ outcome: 'missing' }, missing);
   }
   if (sent.error?.kind === 'Internal') ctx.errorLog?.write(`ojs-ml serve: internal error in batch ${o.requestId}: ${sent.error.stack ?? sent.error.message}\n`);
@@ -348,13 +348,10 @@ function cutOff(res: ServerResponse): void {
 }
 
 function trailers(result: BatchResult, archiveBytes: number): Record<string, string> {
-  const missing: number[] = [];
-  result.out.forEach((o, i) => {
-    if (o.err_msg !== undefined) missing.push(i);
-  });
+  const missing = result.missingAt;
   const t: Record<string, string> = {
     [TRAILERS.uuid]: result.uuid,
-    [TRAILERS.entries]: String(result.out.length),
+    [TRAILERS.entries]: String(result.progress.done),
     [TRAILERS.missing]: String(missing.length),
     [TRAILERS.bytes]: String(archiveBytes),
   };

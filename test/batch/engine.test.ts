@@ -104,6 +104,7 @@ describe('engine matrix: coer x onob x missing x range', () => {
       want.map((w) => [w.key, w.data?.length ?? 0, w.data === null]),
     );
     expect(result.progress.missing).toBe(missing === 'none' ? 0 : 1);
+    expect(result.missingAt).toEqual(want.flatMap((w, i) => (w.data === null ? [i] : [])));
   });
 });
 

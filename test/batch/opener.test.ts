@@ -53,9 +53,9 @@ class Counting extends FileSource {
 /** Each entry: an 8-byte prefix holding the first 8 bytes of the object, then bytes 100..199, renamed. */
 const prefixing: EntryOpener = {
   async open(entry, signal, next): Promise<OpenedEntry> {
-    const head = await next({ ...entry, range: { start: 0, length: 8 } }, signal);
+    const head = await next(entry.withRange({ start: 0, length: 8 }), signal);
     const h = head.bytes ?? Buffer.alloc(0);
-    const body = await next({ ...entry, range: { start: 100, length: 100 } }, signal);
+    const body = await next(entry.withRange({ start: 100, length: 100 }), signal);
     const bytes = Buffer.concat([h, body.bytes ?? Buffer.alloc(0)]);
     return { name: `${entry.name}.new`, length: bytes.length, range: { offset: 0, length: bytes.length }, size: bytes.length, bytes, body: Readable.from([bytes]) };
   },

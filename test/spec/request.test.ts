@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { err } from '../helpers/errors.js';
-import { applyKeyAliases, normalizeOpaque, outRow, missingName, parseBatchRequest, type RequestDefaults } from '../../src/spec/request.js';
+import { BatchEntry, applyKeyAliases, normalizeOpaque, outRow, missingName, parseBatchRequest, type RequestDefaults } from '../../src/spec/request.js';
 
 const D: RequestDefaults = { bucket: 'b', provider: 'file' };
 const ENTRY_FIELDS = 'objname, bucket, provider, uname, archpath, opaque, start, length, uri';
@@ -274,5 +274,24 @@ describe('response rows', () => {
     expect(outRow(e, 12)).toEqual({ objname: 's.tar', archpath: 'm.wav', bucket: 'bk', provider: 'aws', opaque: '+/8=', size: 12 });
     expect(Object.keys(outRow(e, 0, 'gone'))).toEqual(['objname', 'archpath', 'bucket', 'provider', 'err_msg', 'opaque', 'size']);
     expect(missingName(e)).toBe('__404__/bk/s.tar/m.wav');
+  });
+});
+
+describe('entries', () => {
+  it('withRange changes the range only: name, archpath, opaque and provider alias stay', () => {
+    const e = parse({ onob: true, in: [{ objname: 's.tar', archpath: 'm.wav', opaque: 'aGk=', provider: 'aws', bucket: 'bk', start: 5, length: 10 }] }).entries[0]!;
+    const w = e.withRange({ start: 100, length: 3 });
+    expect([w.index, w.name, w.archpath, w.opaque, w.providerName, w.location]).toEqual([0, 's.tar/m.wav', 'm.wav', 'aGk=', 'aws', { provider: 's3', bucket: 'bk', key: 's.tar' }]);
+    expect(w.range).toEqual({ start: 100, length: 3 });
+    expect(e.range).toEqual({ start: 5, length: 10 });
+    expect(e.withRange(undefined).range).toBeUndefined();
+  });
+
+  it('built by a front end: a name of its own survives withRange; the default is bucket/key', () => {
+    const named = BatchEntry.of({ index: 3, location: { provider: 'file', bucket: 'r', key: 'a.flac' }, name: 'cut-1.wav' });
+    expect(named.withRange({ start: 0, length: 8 }).name).toBe('cut-1.wav');
+    expect(named.providerName).toBe('file');
+    expect(BatchEntry.of({ index: 0, location: { provider: 'gs', bucket: 'b', key: 'k/x' }, archpath: 'y' }).name).toBe('b/k/x/y');
+    expect(BatchEntry.of({ index: 0, location: { provider: 'file', bucket: '', key: '/abs/x' } }).name).toBe('/abs/x');
   });
 });
