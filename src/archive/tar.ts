@@ -6,17 +6,18 @@
  * archive even if the consumer ignores the stream error. Then the stream errors.
  */
 import { Readable } from 'node:stream';
+import { readChunks } from '../sources/chunks.js';
 import { OjsError, abortedError } from '../spec/errors.js';
 import { failAfterDrain } from './fail.js';
 import { BLOCK_SIZE, encodeHeaders, padding } from './tar-header.js';
 import type { ArchiveWriter, EntryBody, EntryHeader } from './types.js';
 
 const OUTPUT_HIGH_WATER = 256 << 10; // bytes queued for the consumer before add() waits
-const COALESCE_BELOW = 64 << 10; // chunks smaller than this are copied into one output chunk...
-const COALESCE_TARGET = 256 << 10; // ...of about this size: one consumer write per many small entries
+const COALESCE_BELOW = 64 << 10; // chunks smaller than this are copied into one output chunk (a read chunk, 256 KiB): one consumer write per many small entries
 const EPOCH = new Date(0);
 const FILE_MODE = 0o644;
 const END_OF_ARCHIVE = Buffer.alloc(2 * BLOCK_SIZE);
+const ZEROS = Buffer.alloc(BLOCK_SIZE); // padding is copied out of it, never handed on
 const POISON_NAME = '__ojs-ml__/BATCH-FAILED-ARCHIVE-INCOMPLETE';
 
 export class TarWriter implements ArchiveWriter {
@@ -27,7 +28,9 @@ export class TarWriter implements ArchiveWriter {
   /** Body bytes still owed by the entry being written; 0 between entries. */
   private owed = 0;
   private owedPadding = 0;
-  private staged: Buffer[] = [];
+  // Small pieces are copied into a read chunk, which a consumer that gives chunks back recycles
+  // (fresh 256 KiB buffers for every 256 KiB of small entries were most of such a batch's garbage).
+  private staged: Buffer | undefined;
   private stagedBytes = 0;
   private flushTimer: NodeJS.Immediate | undefined;
 
@@ -57,7 +60,7 @@ export class TarWriter implements ArchiveWriter {
         await this.put(chunk, signal);
       }
       if (this.owed !== 0) throw sizeMismatch(h, `${h.size - this.owed} bytes`);
-      if (this.owedPadding > 0) await this.put(Buffer.alloc(this.owedPadding), signal);
+      if (this.owedPadding > 0) await this.put(ZEROS.subarray(0, this.owedPadding), signal);
       this.owedPadding = 0;
       // Small entries that are ready back to back share output chunks; one that is not ready
       // must not hold the previous ones back from a streaming consumer.
@@ -101,9 +104,9 @@ export class TarWriter implements ArchiveWriter {
   }
 
   private flushStaged(): void {
-    if (this.stagedBytes === 0) return;
-    const chunk = this.staged.length === 1 ? this.staged[0]! : Buffer.concat(this.staged, this.stagedBytes);
-    this.staged = [];
+    if (this.staged === undefined || this.stagedBytes === 0) return;
+    const chunk = readChunks.viewOf(this.staged, this.stagedBytes);
+    this.staged = undefined;
     this.stagedBytes = 0;
     this.output.push(chunk);
   }
@@ -111,11 +114,13 @@ export class TarWriter implements ArchiveWriter {
   private async put(chunk: Buffer, signal: AbortSignal): Promise<void> {
     this.check(signal);
     if (chunk.length < COALESCE_BELOW) {
-      this.staged.push(chunk);
+      if (this.staged !== undefined && this.stagedBytes + chunk.length > this.staged.length) this.flushStaged();
+      this.staged ??= readChunks.take();
+      chunk.copy(this.staged, this.stagedBytes);
       this.stagedBytes += chunk.length;
-      if (this.stagedBytes < COALESCE_TARGET) return;
-      chunk = Buffer.concat(this.staged, this.stagedBytes);
-      this.staged = [];
+      if (this.stagedBytes < this.staged.length) return;
+      chunk = this.staged;
+      this.staged = undefined;
       this.stagedBytes = 0;
     } else {
       this.flushStaged();

@@ -12,47 +12,78 @@
 import type { Readable } from 'node:stream';
 
 const CHUNK_BYTES = 256 << 10; // one read(2) of a file body (the file source's highWaterMark)
-const KEEP_MAX = 64; // free chunks kept for reuse at most (16 MiB)
+const KEEP_MAX = 64; // free bytes kept for reuse at most, in full chunks (16 MiB)
+const SIZE_CLASSES = 3; // 256, 128 and 64 KiB: a 100 KiB body takes a 128 KiB chunk, not a fresh buffer
 const ITERATOR_AHEAD = 256 << 10; // bytes chunksOf takes from its stream before it pauses it
 
 export class ChunkPool {
-  private readonly free: Buffer[] = [];
+  // One free list per size class: chunkBytes, and halves of it down to chunkBytes / 2^(CLASSES-1).
+  private readonly free: Buffer[][] = Array.from({ length: SIZE_CLASSES }, () => []);
+  private freeBytes = 0;
   private readonly isFree = new WeakSet<Buffer>();
   private readonly issued = new WeakSet<Buffer>();
+  // A body shorter than its class gets a view of the class's chunk; the view is what comes back.
+  private readonly views = new WeakMap<Buffer, Buffer>();
 
   constructor(
     readonly chunkBytes: number,
     private readonly keepMax: number,
   ) {}
 
-  /** A chunk of chunkBytes, recycled when one is free; its contents are whatever was there. */
-  take(): Buffer {
-    const b = this.free.pop();
+  /** The smallest size this pool hands out chunks for; below it, allocate (or carve from a slab). */
+  get minBytes(): number {
+    return this.chunkBytes >>> (SIZE_CLASSES - 1);
+  }
+
+  /**
+   * A buffer of `n` bytes (default chunkBytes, at most that), recycled when one is free; its
+   * contents are whatever was there. Under chunkBytes it is a view of the next size class up.
+   */
+  take(n = this.chunkBytes): Buffer {
+    if (!(n > 0 && n <= this.chunkBytes)) throw new RangeError(`a chunk of ${n} bytes: this pool hands out 1 to ${this.chunkBytes}`);
+    let c = 0;
+    while (c < SIZE_CLASSES - 1 && n <= this.chunkBytes >>> (c + 1)) c++;
+    const size = this.chunkBytes >>> c;
+    let b = this.free[c]!.pop();
     if (b !== undefined) {
       this.isFree.delete(b);
-      return b;
+      this.freeBytes -= size;
+    } else {
+      // Slow: a chunk of its own, not a slice of Node's shared 8 KiB pool (which could never come back whole).
+      b = Buffer.allocUnsafeSlow(size);
+      this.issued.add(b);
     }
-    // Slow: a chunk of its own, not a slice of Node's shared 8 KiB pool (which could never come back whole).
-    const fresh = Buffer.allocUnsafeSlow(this.chunkBytes);
-    this.issued.add(fresh);
-    return fresh;
+    return this.viewOf(b, n);
   }
 
-  /** Whether `b` is a chunk of this pool (a consumer decides from it whether to give it back). */
+  /** The first `n` bytes of a chunk taken here, as a buffer that comes back as the chunk would. */
+  viewOf(chunk: Buffer, n: number): Buffer {
+    if (!this.issued.has(chunk)) throw new RangeError('viewOf: not a chunk of this pool');
+    if (n === chunk.length) return chunk;
+    const view = chunk.subarray(0, n);
+    this.views.set(view, chunk);
+    return view;
+  }
+
+  /** Whether `b` came from this pool (a consumer decides from it whether to give it back). */
   owns(b: Buffer): boolean {
-    return this.issued.has(b);
+    return this.issued.has(b) || this.views.has(b);
   }
 
-  /** Takes back a chunk whose bytes nobody needs any more; anything else is ignored. */
+  /** Takes back a buffer whose bytes nobody needs any more; anything not handed out is ignored. */
   give(b: Buffer): void {
-    if (!this.issued.has(b) || this.isFree.has(b) || this.free.length >= this.keepMax) return;
-    this.isFree.add(b);
-    this.free.push(b);
+    const chunk = this.issued.has(b) ? b : this.views.get(b);
+    if (chunk === undefined || this.isFree.has(chunk)) return;
+    this.views.delete(b);
+    if (this.freeBytes + chunk.length > this.keepMax * this.chunkBytes) return;
+    this.isFree.add(chunk);
+    this.freeBytes += chunk.length;
+    this.free[Math.round(Math.log2(this.chunkBytes / chunk.length))]!.push(chunk);
   }
 
   /** Free chunks held (for tests and metrics). */
   get freeCount(): number {
-    return this.free.length;
+    return this.free.reduce((a, l) => a + l.length, 0);
   }
 }
 

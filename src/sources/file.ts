@@ -14,7 +14,7 @@ import { readChunks } from './chunks.js';
 import type { ListedObject, ObjectRef, ObjectSource, ObjectStat, OpenOptions, OpenedObject, SourceCapabilities } from './types.js';
 
 const SLAB_SIZE = 1 << 20; // small bodies are carved from slabs of this size: one allocation for many files
-const SLAB_PIECE_MAX = 64 << 10; // bodies up to this size come from a slab
+const SLAB_PIECE_MAX = 64 << 10; // bodies up to this size come from a slab; bigger ones (and reads) from the read chunks
 const SYNC_READ_MAX = 256 << 10; // bodies up to this size are read at open, synchronously (see below)
 const DIR_CACHE_TTL_MS = 1000; // how long a directory's resolved real path is trusted
 const DIR_CACHE_MAX = 10_000; // directories remembered before the cache starts over
@@ -309,7 +309,7 @@ class FileBody extends Readable {
       return;
     }
     const want = Math.min(this.remaining, readChunks.chunkBytes);
-    const buf = want === readChunks.chunkBytes ? readChunks.take() : Buffer.allocUnsafe(want);
+    const buf = want > SLAB_PIECE_MAX ? readChunks.take(want) : Buffer.allocUnsafe(want);
     if (sync) {
       let n: number;
       const t0 = performance.now();
@@ -418,7 +418,8 @@ let slabUsed = 0;
  * a slab is freed once every body carved from it is gone (bodies are short-lived).
  */
 function bodyBuffer(n: number): Buffer {
-  if (n > SLAB_PIECE_MAX) return Buffer.allocUnsafe(n);
+  // Bigger ones come from the read chunks, which the consumer may give back.
+  if (n > SLAB_PIECE_MAX) return n <= readChunks.chunkBytes ? readChunks.take(n) : Buffer.allocUnsafe(n);
   if (slabUsed + n > slab.length) {
     slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
     slabUsed = 0;

@@ -43,11 +43,46 @@ describe('ChunkPool', () => {
     expect(x).not.toBe(y);
   });
 
+  it('hands out smaller sizes as views of half and quarter chunks, which come back as those chunks', () => {
+    const pool = new ChunkPool(1024, 4);
+    expect(pool.minBytes).toBe(256);
+    const v = pool.take(400); // a 512-byte chunk
+    expect(v.length).toBe(400);
+    expect(v.buffer.byteLength).toBe(512);
+    expect(pool.owns(v)).toBe(true);
+    pool.give(v);
+    pool.give(v); // twice: kept once
+    expect(pool.freeCount).toBe(1);
+    const again = pool.take(300);
+    expect(again.buffer).toBe(v.buffer);
+    expect(pool.freeCount).toBe(0);
+    expect(pool.take(100).buffer.byteLength).toBe(256); // below minBytes: still the smallest class
+    expect(pool.take(1024).buffer.byteLength).toBe(1024);
+    expect(() => pool.take(1025)).toThrow(RangeError);
+    expect(() => pool.take(0)).toThrow(RangeError);
+  });
+
+  it('lends views of its chunks (a writer filling one part-way), and only of its own', () => {
+    const pool = new ChunkPool(1024, 4);
+    const c = pool.take();
+    const v = pool.viewOf(c, 100);
+    expect(v.length).toBe(100);
+    expect(pool.viewOf(c, 1024)).toBe(c);
+    expect(() => pool.viewOf(Buffer.alloc(1024), 10)).toThrow(RangeError);
+    pool.give(v);
+    expect(pool.take()).toBe(c);
+  });
+
   it('keeps at most keepMax free chunks', () => {
     const pool = new ChunkPool(64, 2);
     const taken = [pool.take(), pool.take(), pool.take()];
     for (const c of taken) pool.give(c);
     expect(pool.freeCount).toBe(2);
+    // The bound is in bytes: two full chunks' worth of half chunks is four.
+    const halves = new ChunkPool(64, 2);
+    const hs = Array.from({ length: 5 }, () => halves.take(32));
+    for (const h of hs) halves.give(h);
+    expect(halves.freeCount).toBe(4);
   });
 });
 
