@@ -164,7 +164,8 @@ class Runner {
   readonly progress: BatchProgress;
   readonly result: Promise<BatchResult>;
   // Slots exist from the entry's start until it is written: memory follows the window, not the batch.
-  private readonly slots: (Slot | undefined)[];
+  private readonly slots = new Map<number, Slot>(); // by entry index
+  private readonly total: number;
   private readonly live = new Set<Slot>();
   private readonly ac = new AbortController();
   private readonly windowEntries: number;
@@ -196,7 +197,7 @@ class Runner {
     const offPool = this.pool?.onFree(() => this.refill());
     // Every open entry listens on the batch's signal (a source may add a few listeners each).
     setMaxListeners(this.windowEntries * 4 + 32, this.ac.signal);
-    this.slots = new Array<Slot | undefined>(req.entries.length);
+    this.total = req.entries.length;
     this.sizes = new Float64Array(req.entries.length);
     this.progress = { total: req.entries.length, done: 0, missing: 0, bytes: 0, maxBufferedBytes: 0 };
     if (outer !== undefined) {
@@ -227,16 +228,16 @@ class Runner {
   private async run(): Promise<BatchResult> {
     const signal = this.ac.signal;
     try {
-      for (this.head = 0; this.head < this.slots.length; this.head++) {
+      for (this.head = 0; this.head < this.total; this.head++) {
         this.pump();
-        const slot = this.slots[this.head]!;
+        const slot = this.slots.get(this.head)!;
         if (slot.paused) this.resume(slot);
         await this.settled(slot, (s) => s.opened !== undefined || s.error !== undefined);
         if (signal.aborted) throw abortedError(signal);
         if (slot.error !== undefined) await this.placeholder(slot, slot.error);
         else await this.write(slot, slot.opened!);
         this.progress.done++;
-        this.slots[this.head] = undefined;
+        this.slots.delete(this.head);
         this.live.delete(slot);
       }
       await this.writer.finalize();
@@ -275,12 +276,12 @@ class Runner {
   /** Opens entries ahead of the writer while both windows allow. */
   private pump(): void {
     while (
-      this.next < this.slots.length &&
+      this.next < this.total &&
       this.next - this.head < this.windowEntries &&
       (!this.full || this.next === this.head)
     ) {
       const slot: Slot = { entry: this.req.entries[this.next]!, chunks: [], ended: false, paused: false, reserved: false, network: false };
-      this.slots[this.next++] = slot;
+      this.slots.set(this.next++, slot);
       this.live.add(slot);
       this.start(slot);
     }
@@ -373,7 +374,7 @@ class Runner {
       return;
     }
     // Over budget, a body that is not the head waits paused (and so unread) until bytes free up.
-    if (this.full && slot !== this.slots[this.head]) {
+    if (this.full && slot !== this.slots.get(this.head)) {
       slot.paused = true;
       body.pause();
     }
@@ -459,7 +460,7 @@ class Runner {
     let local = 0;
     let network = 0;
     for (let i = this.head; i < this.next && (local < READERS || network < NETWORK_READERS); i++) {
-      const s = this.slots[i];
+      const s = this.slots.get(i);
       if (s === undefined) continue;
       if (s.opened === undefined || s.ended || s.error !== undefined) continue;
       if (s.network ? network++ >= NETWORK_READERS : local++ >= READERS) continue;
