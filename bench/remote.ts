@@ -15,7 +15,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { S3Client, PutObjectCommand } from '@aws-sdk/client-s3';
 import { freePort, startNginx } from './servers.js';
-import { dataset, q, round, sh, summarize, tarSize, writeList, type DataSet, type Row } from './util.js';
+import { dataset, type DataSet, NODE, q, round, type Row, sh, summarize, tarSize, writeList } from './util.js';
 
 export const REMOTE_SIZES = [10 << 10, 100 << 10, 1 << 20]; // the issue's object sizes
 const CLIENT_WAYS = [1, 16, 64]; // individual GETs at a time
@@ -113,7 +113,7 @@ async function seedS3(url: string, dir: string, prefix: string, data: DataSet): 
 async function child(ctx: RemoteCtx, args: string[]): Promise<Report[]> {
   const bin = path.join(ctx.repo, 'dist/bench/remote-child.js');
   const env = `OJS_ML_BENCH_WARM_SECONDS=${ctx.warmSeconds ?? WARM_SECONDS_DEFAULT}`;
-  const { stdout } = await sh(`${env} ${q(process.execPath)} ${q(bin)} ${args.map(q).join(' ')}`, RUN_TIMEOUT_MS);
+  const { stdout } = await sh(`${env} ${NODE} ${q(bin)} ${args.map(q).join(' ')}`, RUN_TIMEOUT_MS);
   return (JSON.parse(stdout) as { runs: Report[] }).runs;
 }
 

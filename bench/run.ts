@@ -34,7 +34,7 @@ import { writeBenchmarksDoc } from './report.js';
 import { httpCase, s3Case } from './remote.js';
 import { nginxBinary } from './servers.js';
 import { lhotseCase, rssScaleCase } from './scale.js';
-import { checkListing, dataset, ensureDisk, killRunning, q, round, sh, summarize, table, tarSize, writeList, writeSpec, type DataSet, type Row } from './util.js';
+import { checkListing, dataset, type DataSet, ensureDisk, killRunning, NODE, q, round, type Row, sh, summarize, table, tarSize, writeList, writeSpec } from './util.js';
 
 const FULL = { small: 10_000, big: 1_000, mixed: 1_024, remote: 1_000, cuts: 1_000, recordings: 100, repeats: 5 }; // the issues' sizes: ~9 GiB of data
 const QUICK = { small: 2_000, big: 200, mixed: 32, remote: 100, cuts: 200, recordings: 20, repeats: 2 }; // a fifth of the data or less: under two minutes
@@ -106,12 +106,12 @@ function parseArgs(argv: string[]): Args {
 
 /** The CLI writing the batch of `spec` over `dir` to stdout. */
 function cli(dir: string, spec: string, extra = ''): string {
-  return `${q(process.execPath)} ${q(CLI)} get-batch ${BUCKET} --root ${BUCKET}=${q(dir)} --spec ${q(spec)} --nv ${extra}-`;
+  return `${NODE} ${q(CLI)} get-batch ${BUCKET} --root ${BUCKET}=${q(dir)} --spec ${q(spec)} --nv ${extra}-`;
 }
 
 /** Runs the engine over `spec` in a fresh process (see engine-child.ts). */
 async function engineChild(dir: string, spec: string): Promise<ChildReport> {
-  const { stdout } = await sh(`${q(process.execPath)} ${q(CHILD)} ${BUCKET} ${q(dir)} ${q(spec)}`, COMMAND_TIMEOUT_MS);
+  const { stdout } = await sh(`${NODE} ${q(CHILD)} ${BUCKET} ${q(dir)} ${q(spec)}`, COMMAND_TIMEOUT_MS);
   return JSON.parse(stdout) as ChildReport;
 }
 

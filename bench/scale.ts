@@ -3,13 +3,14 @@
  * - rss-scale: peak RSS of the engine (a fresh process, dist/bench/engine-child.js) for batches
  *   of 100 to 100,000 entries carrying the same payload (byte ranges of one file, so the data
  *   volume, and with it the garbage the GC leaves, is the same); it must stay flat, within 20% of
- *   the 100-entry batch.
+ *   the 100-entry batch. The child runs with the `ojs-ml` command's node flags and gives each
+ *   archive chunk back once counted, as serve and the CLI do.
  * - lhotse: `ojs-ml lhotse-get-batch` over 1,000 cuts of 100 recordings of 60 s, sliced vs whole
  *   files: archive bytes per byte of the cuts' samples, and wall time.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { bigFile, q, round, sh, summarize, type Row } from './util.js';
+import { bigFile, NODE, q, round, type Row, sh, summarize } from './util.js';
 
 const RSS_FLAT_TARGET = 1.2; // the issue: within 20% from 100 to 100,000 entries
 const BLOB_MIB = 256; // the file the ranges are cut from (shared with the rss case)
@@ -41,7 +42,7 @@ export async function rssScaleCase(ctx: ScaleCtx): Promise<Row[]> {
     const mib: number[] = [];
     const seconds: number[] = [];
     for (let r = 0; r < ctx.repeats; r++) {
-      const { stdout } = await sh(`${q(process.execPath)} ${q(child)} data ${q(dir)} ${q(spec)}`, COMMAND_TIMEOUT_MS);
+      const { stdout } = await sh(`${NODE} ${q(child)} data ${q(dir)} ${q(spec)}`, COMMAND_TIMEOUT_MS);
       const rep = JSON.parse(stdout) as { entries: number; payloadBytes: number; maxRssKiB: number; seconds: number };
       if (rep.entries !== n || rep.payloadBytes !== n * size) throw new Error(`rss-scale ${n}: the engine delivered ${rep.entries} entries, ${rep.payloadBytes} bytes`);
       mib.push(rep.maxRssKiB / 1024);
@@ -121,7 +122,7 @@ export async function lhotseCase(ctx: LhotseCtx): Promise<Row[]> {
   const measured: Record<string, { seconds: number[]; bytes: number }> = {};
   for (const mode of ['slice', 'whole']) {
     const out = path.join(dir, `batch-${mode}.tar`);
-    const cmd = `${q(process.execPath)} ${q(cli)} lhotse-get-batch --cuts ${q(manifest)} --audio ${mode} --nv --yes ${q(out)}`;
+    const cmd = `${NODE} ${q(cli)} lhotse-get-batch --cuts ${q(manifest)} --audio ${mode} --nv --yes ${q(out)}`;
     await sh(cmd, COMMAND_TIMEOUT_MS); // untimed: page cache and the check below
     const size = fs.statSync(out).size;
     const listed = (await sh(`tar tf ${q(out)} | wc -l`, COMMAND_TIMEOUT_MS)).stdout.trim();

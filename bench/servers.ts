@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import { NODE_FLAGS } from './util.js';
 
 const START_TIMEOUT_MS = 20_000; // a server that does not answer by then fails the bench
 
@@ -95,7 +96,7 @@ http {
 export async function startServe(cli: string, roots: Record<string, string>, extra: string[] = []): Promise<Running> {
   const args = [...(process.env.OJS_ML_BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.OJS_ML_BENCH_PROF] : []), cli, 'serve', '--port', '0', '--access-log', '/dev/null', '--max-concurrent', '256', ...extra];
   for (const [name, dir] of Object.entries(roots)) args.push('--root', `${name}=${dir}`);
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [...NODE_FLAGS, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   const url = await new Promise<string>((resolve, reject) => {
     let err = '';
     const timer = setTimeout(() => reject(new Error(`ojs-ml serve did not start: ${err}`)), START_TIMEOUT_MS);

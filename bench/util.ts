@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 const TAR_BLOCK = 512;
 const USTAR_NAME_MAX = 100; // longer names get a PAX header, which tarSize() does not count
@@ -57,6 +58,21 @@ export function summarize(xs: number[], digits = 1): Summary {
 
 /** Quotes a string for bash. */
 export const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
+
+/**
+ * The node flags the `ojs-ml` command runs with, read from its shebang (dist/cli/main.js): the
+ * processes the bench starts (CLI, serve, engine children) get them too, so that they measure
+ * what the installed command does.
+ */
+export const NODE_FLAGS: readonly string[] = (() => {
+  const cli = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../cli/main.js');
+  const words = (fs.readFileSync(cli, 'utf8').split('\n', 1)[0] ?? '').split(/\s+/);
+  const at = words.indexOf('node');
+  return at < 0 ? [] : words.slice(at + 1).filter((w) => w !== '');
+})();
+
+/** `node` with NODE_FLAGS, quoted for sh. */
+export const NODE = [process.execPath, ...NODE_FLAGS].map(q).join(' ');
 
 const running = new Set<number>();
 

@@ -88,13 +88,34 @@ describe('docker-compose.yml', () => {
   });
 });
 
+/** The node flags after `env -S node` in the CLI's first line. */
+function shebangFlags(): string[] {
+  const first = fs.readFileSync(path.join(REPO, 'cli/main.ts'), 'utf8').split('\n', 1)[0]!;
+  const m = /^#!\/usr\/bin\/env -S node((?: --[\w-]+=\w+)*)$/.exec(first);
+  expect(m, first).not.toBeNull();
+  return m![1]!.trim().split(' ').filter((w) => w !== '');
+}
+
+describe('the ojs-ml command', () => {
+  it('runs through its own shebang (env -S, with its node flags)', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const first = fs.readFileSync(path.join(REPO, 'dist/cli/main.js'), 'utf8').split('\n', 1)[0]!;
+    const [interp, ...args] = first.slice(2).split(' ');
+    const out = execFileSync(interp!, [...args, path.join(REPO, 'dist/cli/main.js'), '--version'], { encoding: 'utf8' });
+    expect(out.trim()).toMatch(/^\d+\.\d+\.\d+/);
+  });
+});
+
 describe('Dockerfile', () => {
   it('builds with npm ci, prunes dev dependencies, and runs the built CLI', () => {
     const text = fs.readFileSync(path.join(REPO, 'Dockerfile'), 'utf8');
     expect(text).toMatch(/^FROM node:20[\w.-]*/m);
     expect(text).toContain('npm ci');
     expect(text).toContain('npm prune --omit=dev');
-    expect(text).toMatch(/ENTRYPOINT \["node", "dist\/cli\/main.js"\]/);
+    // The image starts node as the `ojs-ml` command's shebang does, with the same flags.
+    const flags = shebangFlags();
+    expect(flags.length).toBeGreaterThan(0);
+    expect(text).toContain(`ENTRYPOINT ${JSON.stringify(['node', ...flags, 'dist/cli/main.js']).replace(/","/g, '", "')}`);
     // What the build copies must exist, and must be what `tsc -p tsconfig.json` compiles.
     const tsconfig = JSON.parse(fs.readFileSync(path.join(REPO, 'tsconfig.json'), 'utf8')) as { include: string[] };
     for (const dir of tsconfig.include) expect(text, `COPY ${dir}`).toMatch(new RegExp(`COPY ${dir} \\./${dir}`));
