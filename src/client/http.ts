@@ -15,7 +15,7 @@ import { OjsError, isAbortError, type ErrorKind } from '../spec/errors.js';
 import { parseFormat, type ArchiveFormat } from '../spec/format.js';
 import type { MossReq, MossResp } from '../spec/request.js';
 
-const ERROR_BODY_MAX = 64 << 10; // bytes of an error response read for its message
+export const ERROR_BODY_MAX = 64 << 10; // bytes of an error response read for its message
 const METADATA_MAX = 256 << 20; // the metadata part: one row per entry, so big batches get big ones
 const HEADERS_TIMEOUT_MS = 300_000; // a multipart answer comes only once the whole archive is built
 const TRAILER = { uuid: 'x-ojs-batch-uuid', entries: 'x-ojs-batch-entries', missing: 'x-ojs-batch-missing', bytes: 'x-ojs-batch-bytes' };
@@ -93,7 +93,8 @@ export async function requestBatch(endpoint: string, req: MossReq, opts: ClientO
   return { format, metadata, archive, summary };
 }
 
-function batchUrl(endpoint: string, opts: ClientOptions): string {
+/** The GetBatch URL of `endpoint` for these options; a usage error for anything but http(s). */
+export function batchUrl(endpoint: string, opts: ClientOptions): string {
   let base: URL;
   try {
     base = new URL(endpoint);
@@ -124,7 +125,12 @@ async function serverError(status: number, body: AsyncIterable<Buffer> & { destr
   } finally {
     body.destroy();
   }
-  const text = Buffer.concat(chunks).toString('utf8').slice(0, ERROR_BODY_MAX);
+  return errorFromBody(status, Buffer.concat(chunks).toString('utf8'), url);
+}
+
+/** An error answer's body (`text`, as much as came of it) as an OjsError. */
+export function errorFromBody(status: number, body: string, url: string): OjsError {
+  const text = body.slice(0, ERROR_BODY_MAX);
   try {
     const parsed = JSON.parse(text) as { error?: { code?: string; kind?: string; message?: string; temporary?: boolean }; message?: string };
     const e = parsed.error;
@@ -145,7 +151,8 @@ function kindOfStatus(status: number): ErrorKind {
   return byStatus[status] ?? (status >= 500 ? 'Upstream' : 'BadSpec');
 }
 
-function transportError(e: unknown, url: string, signal: AbortSignal | undefined): OjsError {
+/** A failure to reach or talk to the server, as an OjsError (Aborted when `signal` was). */
+export function transportError(e: unknown, url: string, signal: AbortSignal | undefined): OjsError {
   if (signal?.aborted === true || isAbortError(e)) return new OjsError('Aborted', 'the request was aborted', { cause: e });
   const err = e as NodeJS.ErrnoException;
   const code = err.code ?? (err.cause as NodeJS.ErrnoException | undefined)?.code;
@@ -174,7 +181,8 @@ function guard(body: Readable, url: string, signal: AbortSignal | undefined): Re
   return body.pipe(out);
 }
 
-function readTrailers(t: Record<string, string | undefined> | undefined): StreamSummary {
+/** The batch summary in a streamed answer's trailers (names in lower case). */
+export function readTrailers(t: Record<string, string | undefined> | undefined): StreamSummary {
   if (t === undefined) return {};
   const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
   return { uuid: t[TRAILER.uuid], entries: num(t[TRAILER.entries]), missing: num(t[TRAILER.missing]), bytes: num(t[TRAILER.bytes]) };
