@@ -1,10 +1,13 @@
 /**
  * The clients of the paper's experiment, as a training loop would run them, with per-object
- * timing: individual GETs (one by one, or N at a time) and one get-batch. Every object's "ready"
+ * timing: individual GETs (one by one, or N at a time) and one get-batch, read with ojs-ml's
+ * own client (as a loader built on ojs-ml would) or with undici (as any HTTP client would). Every object's "ready"
  * time is taken when its last byte arrived; the wait a consumer sees, taking objects in request
  * order, is how long after the previous one (or the start) each became available.
  */
 import { Agent, request } from 'undici';
+import type { BatchStreamClient } from '../src/client/stream.js';
+import type { MossReq } from '../src/spec/request.js';
 
 export interface Timing {
   /** Wall seconds for the whole set. */
@@ -42,19 +45,24 @@ export async function individualGets(urls: string[], sizes: number[], parallel: 
 
 const TAR_BLOCK = 512;
 
-/**
- * One streamed get-batch (POST `endpoint` with `body`); the TAR's entry boundaries are known in
- * advance from the sizes (short USTAR names, no PAX headers), so an entry is ready once the bytes
- * up to its last data byte arrived. The whole archive must have exactly the expected length.
- */
-export async function batchGet(endpoint: string, body: unknown, sizes: number[], agent: Agent): Promise<Timing> {
+/** Where each entry's last data byte lies in the TAR, and the archive's length (short USTAR names, no PAX headers). */
+function tarLayout(sizes: number[]): { ends: number[]; total: number } {
   const ends: number[] = [];
   let at = 0;
   for (const s of sizes) {
     ends.push(at + TAR_BLOCK + s);
     at += TAR_BLOCK + Math.ceil(s / TAR_BLOCK) * TAR_BLOCK;
   }
-  const total = at + 2 * TAR_BLOCK;
+  return { ends, total: at + 2 * TAR_BLOCK };
+}
+
+/**
+ * One streamed get-batch read with undici (POST `endpoint` with `body`); the TAR's entry
+ * boundaries are known in advance from the sizes, so an entry is ready once the bytes up to its
+ * last data byte arrived. The whole archive must have exactly the expected length.
+ */
+export async function batchGet(endpoint: string, body: unknown, sizes: number[], agent: Agent): Promise<Timing> {
+  const { ends, total } = tarLayout(sizes);
   const ready = new Float64Array(sizes.length);
   const t0 = performance.now();
   const res = await request(endpoint, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' }, dispatcher: agent });
@@ -67,6 +75,22 @@ export async function batchGet(endpoint: string, body: unknown, sizes: number[],
     while (k < ends.length && ends[k]! <= got) ready[k++] = now;
   }
   if (got !== total || k !== sizes.length) throw new Error(`batch: ${got} bytes and ${k} entries, expected ${total} and ${sizes.length}`);
+  return { seconds: (performance.now() - t0) / 1000, ready };
+}
+
+/** The same get-batch read with ojs-ml's own client (BatchStreamClient: one reused read buffer). */
+export async function batchStream(client: BatchStreamClient, req: MossReq, sizes: number[]): Promise<Timing> {
+  const { ends, total } = tarLayout(sizes);
+  const ready = new Float64Array(sizes.length);
+  let got = 0;
+  let k = 0;
+  const t0 = performance.now();
+  const r = await client.stream(req, (c) => {
+    got += c.length;
+    const now = performance.now() - t0;
+    while (k < ends.length && ends[k]! <= got) ready[k++] = now;
+  });
+  if (got !== total || r.bytes !== total || k !== sizes.length) throw new Error(`batch: ${got} bytes and ${k} entries, expected ${total} and ${sizes.length}`);
   return { seconds: (performance.now() - t0) / 1000, ready };
 }
 

@@ -13,10 +13,12 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { agentFor, batchGet, individualGets, orderedWaits, percentile, type Timing } from './clients.js';
+import { BatchStreamClient } from '../src/client/stream.js';
+import { agentFor, batchGet, batchStream, individualGets, orderedWaits, percentile, type Timing } from './clients.js';
 import { startDelayProxy, measureRtt } from './delay-proxy.js';
 import { bytesLabel, lineChart } from './plot.js';
 import { startNginx, startServe, type Running } from './servers.js';
+import type { MossReq } from '../src/spec/request.js';
 import { dataset, round, summarize, type Row } from './util.js';
 
 const KIB = 1024;
@@ -63,7 +65,8 @@ export const PAPER_QUICK: PaperConfig = {
   locality: { sizes: [10 * KIB], batch: 1_000, rtts: [0, 1], minRepeats: 2 },
 };
 
-const MODES = ['one-by-one', '16-way', '64-way', 'batch (file root)', 'batch (http from nginx)'] as const;
+// 'batch (...)' reads with ojs-ml's BatchStreamClient; 'undici' marks the same batch read with undici.
+const MODES = ['one-by-one', '16-way', '64-way', 'batch (file root)', 'batch (http from nginx)', 'batch (file root), undici'] as const;
 export type Mode = (typeof MODES)[number];
 
 export interface Measured {
@@ -140,26 +143,43 @@ async function stopAll(s: Servers): Promise<void> {
 async function measureCell(ctx: PaperCtx, s: Servers, names: string[], size: number, urls = { nginx: s.nginx.url, serve: s.serve.url }, modes?: Mode[], minRepeats = ctx.cfg.minRepeats): Promise<Measured[]> {
   const sizes = names.map(() => size);
   const objectUrls = names.map((n) => `${urls.nginx}/${n}`);
-  const runs: [Mode, (agent: ReturnType<typeof agentFor>) => Promise<Timing>, number][] = [
-    ['one-by-one', (a) => individualGets(objectUrls, sizes, 1, a), 1],
-    ...PARALLEL.map((p): [Mode, (a: ReturnType<typeof agentFor>) => Promise<Timing>, number] => [`${p}-way` as Mode, (a) => individualGets(objectUrls, sizes, p, a), p]),
-    ['batch (file root)', (a) => batchGet(`${urls.serve}/v1/ml/moss/data`, { in: names.map((objname) => ({ objname })), strm: true }, sizes, a), 1],
+  type Runner = { run(): Promise<Timing>; close(): Promise<void> };
+  const gets = (p: number) => (): Runner => {
+    const agent = agentFor(p);
+    return { run: () => individualGets(objectUrls, sizes, p, agent), close: () => agent.close() };
+  };
+  const streamed = (req: MossReq, bucket?: string) => (): Runner => {
+    const client = new BatchStreamClient(urls.serve, { bucket });
+    return { run: () => batchStream(client, req, sizes), close: async () => client.close() };
+  };
+  const fileRoot: MossReq = { in: names.map((objname) => ({ objname })), strm: true };
+  const runs: [Mode, () => Runner][] = [
+    ['one-by-one', gets(1)],
+    ...PARALLEL.map((p): [Mode, () => Runner] => [`${p}-way` as Mode, gets(p)]),
+    ['batch (file root)', streamed(fileRoot, 'data')],
     // The http provider reads nginx directly (no delay): storage node to storage node.
-    ['batch (http from nginx)', (a) => batchGet(`${urls.serve}/v1/ml/moss`, { in: names.map((n) => ({ uri: `${s.nginx.url}/${n}` })), strm: true }, sizes, a), 1],
+    ['batch (http from nginx)', streamed({ in: names.map((n) => ({ uri: `${s.nginx.url}/${n}` })), strm: true })],
+    [
+      'batch (file root), undici',
+      () => {
+        const agent = agentFor(1);
+        return { run: () => batchGet(`${urls.serve}/v1/ml/moss/data`, fileRoot, sizes, agent), close: () => agent.close() };
+      },
+    ],
   ];
   const out: Measured[] = [];
   const mib = (names.length * size) / MIB;
-  for (const [mode, fn, parallel] of runs) {
+  for (const [mode, start] of runs) {
     if (modes !== undefined && !modes.includes(mode)) continue;
-    const agent = agentFor(parallel);
+    const runner = start();
     try {
       // Untimed: warms the page cache, the sockets, and the JIT of server and client alike.
       const warmStart = performance.now();
-      for (let w = 0; w < WARM_RUNS_MAX && (w === 0 || performance.now() - warmStart < ctx.cfg.warmSeconds * 1000); w++) await fn(agent);
+      for (let w = 0; w < WARM_RUNS_MAX && (w === 0 || performance.now() - warmStart < ctx.cfg.warmSeconds * 1000); w++) await runner.run();
       const m: Measured = { mode, mibps: [], latencyMs: [], waits: [] };
       const started = performance.now();
       for (let r = 0; r < ctx.cfg.maxRepeats; r++) {
-        const t = await fn(agent);
+        const t = await runner.run();
         m.mibps.push(mib / t.seconds);
         m.latencyMs.push(t.seconds * 1000);
         m.waits.push(...orderedWaits(t.ready));
@@ -167,13 +187,13 @@ async function measureCell(ctx: PaperCtx, s: Servers, names: string[], size: num
       }
       out.push(m);
     } catch (e) {
-      if (mode === 'batch (http from nginx)' && /ERR_UNSUPPORTED_PROVIDER|ERR_PROVIDER_DISABLED|HTTP 50[01]/.test(String(e))) {
+      if (mode === 'batch (http from nginx)' && /ERR_UNSUPPORTED_PROVIDER|ERR_PROVIDER_DISABLED|HTTP 50[01]/.test(`${String(e)} ${(e as { code?: string }).code ?? ''}`)) {
         ctx.log(`paper: the http provider is not available in this build; skipping '${mode}'`);
         continue;
       }
       throw e;
     } finally {
-      await agent.close();
+      await runner.close();
     }
   }
   return out;
