@@ -1,9 +1,10 @@
 /**
  * The clients of the paper's experiment, as a training loop would run them, with per-object
  * timing: individual GETs (one by one, or N at a time) and one get-batch, read with ojs-ml's
- * own client (as a loader built on ojs-ml would) or with undici (as any HTTP client would). Every object's "ready"
- * time is taken when its last byte arrived; the wait a consumer sees, taking objects in request
- * order, is how long after the previous one (or the start) each became available.
+ * own client (as a loader built on ojs-ml would) or with undici (as any HTTP client would).
+ * Every object's "ready" time is taken when its last byte arrived; the wait a consumer sees,
+ * taking objects in request order, is how long after the previous one (or the start) each
+ * became available.
  */
 import { Agent, request } from 'undici';
 import type { BatchStreamClient } from '../src/client/stream.js';

@@ -236,6 +236,7 @@ export class BatchStreamClient {
         }
       };
       const onAbort = () => finish(transportError(signal?.reason, this.url.href, signal));
+      if (signal?.aborted === true) return onAbort();
       signal?.addEventListener('abort', onAbort, { once: true });
       this.current = {
         read: (n) => {

@@ -194,6 +194,22 @@ describe('BatchStreamClient against raw servers', () => {
     }
   });
 
+  it('an HTTP/1.0 answer without a length ends with its connection; a counted body cut short is an error', async () => {
+    for (const [wire, want] of [
+      ['HTTP/1.0 200 OK\r\ncontent-type: application/x-tar\r\n\r\nabc', 3],
+      ['HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc', 'ERR_BATCH_CUT'],
+    ] as const) {
+      const srv = await rawServer((s) => s.end(wire));
+      try {
+        const p = streamBatch(srv.url, req(['x']), () => undefined);
+        if (typeof want === 'number') expect((await p).bytes).toBe(want);
+        else expect((await failure(p)).code).toBe(want);
+      } finally {
+        await srv.close();
+      }
+    }
+  });
+
   it('a connection that closes inside the chunked body is a cut batch, not a shorter one', async () => {
     const srv = await rawServer((s) => {
       s.write(`${OK_HEAD}400\r\n${'x'.repeat(1024)}\r\n400\r\n${'y'.repeat(10)}`);
