@@ -89,8 +89,12 @@ export class BatchStreamClient {
       accept: 'application/octet-stream',
       'content-length': String(length),
       ...(this.opts.token === undefined ? {} : { authorization: `Bearer ${this.opts.token}` }),
-      ...this.opts.headers,
     };
+    // The caller's headers come after ours, but never replace the framing of the request.
+    for (const [k, v] of Object.entries(this.opts.headers ?? {})) {
+      const name = k.toLowerCase();
+      if (name !== 'content-length' && name !== 'transfer-encoding' && name !== 'host') headers[name] = v;
+    }
     let head = `POST ${this.url.pathname}${this.url.search} HTTP/1.1\r\n`;
     for (const [k, v] of Object.entries(headers)) {
       if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(k) || /[^\t\x20-\x7e\x80-\xff]/.test(v)) {

@@ -134,7 +134,7 @@ describe('BatchStreamClient against ojs-ml serve', () => {
 });
 
 /** A TCP server that answers every request on a connection with `answer(n)` (n counts requests). */
-async function rawServer(answer: (socket: net.Socket, n: number) => void): Promise<{ url: string; close(): Promise<void>; connections: () => number }> {
+async function rawServer(answer: (socket: net.Socket, n: number, head: string) => void): Promise<{ url: string; close(): Promise<void>; connections: () => number }> {
   let connections = 0;
   const open = new Set<net.Socket>();
   const srv = net.createServer((socket) => {
@@ -151,8 +151,9 @@ async function rawServer(answer: (socket: net.Socket, n: number) => void): Promi
       if (m === null || headEnd < 0) return;
       const end = headEnd + 4 + Number(m[1]);
       if (head.length < end) return;
+      const request = head.slice(0, headEnd);
       head = head.slice(end);
-      answer(socket, n++);
+      answer(socket, n++, request);
     });
     socket.on('error', () => undefined);
   });
@@ -173,12 +174,14 @@ const OK_HEAD = 'HTTP/1.1 200 OK\r\ncontent-type: application/x-tar\r\ntransfer-
 
 describe('BatchStreamClient against raw servers', () => {
   it('chunk extensions, trailers and a counted body; a trailer that disagrees with the bytes is an error', async () => {
-    const srv = await rawServer((s, n) => {
+    const heads: string[] = [];
+    const srv = await rawServer((s, n, head) => {
+      heads.push(head);
       if (n === 0) s.write(`${OK_HEAD}5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Ojs-Batch-Bytes: 11\r\nX-Ojs-Batch-Entries: 2\r\n\r\n`);
       else if (n === 1) s.write('HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nabc');
       else s.write(`${OK_HEAD}3\r\nabc\r\n0\r\nX-Ojs-Batch-Bytes: 4\r\n\r\n`);
     });
-    const client = new BatchStreamClient(srv.url);
+    const client = new BatchStreamClient(srv.url, { headers: { 'Content-Length': '1', 'X-Extra': 'yes' } });
     try {
       let text = '';
       const a = await client.stream(req(['x']), (c) => void (text += c.toString()));
@@ -188,6 +191,9 @@ describe('BatchStreamClient against raw servers', () => {
       expect(text).toBe('abc');
       expect((await failure(client.stream(req(['x']), () => undefined))).code).toBe('ERR_BATCH_CUT');
       expect(srv.connections()).toBe(1);
+      // The caller's headers go out, but a Content-Length of theirs does not replace ours.
+      expect(heads[0]!.match(/^content-length:/gim)).toHaveLength(1);
+      expect(heads[0]).toMatch(/^x-extra: yes$/m);
     } finally {
       client.close();
       await srv.close();
