@@ -39,7 +39,8 @@ export class TarWriter implements ArchiveWriter {
       highWaterMark: OUTPUT_HIGH_WATER,
       read: () => this.wakeAll(),
       destroy: (err, cb) => {
-        if (this.failure === undefined) this.failure = err ?? new OjsError('Aborted', 'archive output closed before the end');
+        // After a clean end the stream destroys itself: no failure (nor an Error's stack trace) then.
+        if (this.failure === undefined && (err !== null || !this.output.readableEnded)) this.failure = err ?? new OjsError('Aborted', 'archive output closed before the end');
         this.wakeAll();
         cb(err);
       },

@@ -6,7 +6,7 @@
  * (`POST /v1/lhotse/batch`, lhotse-route.ts), `/ok`, `/varz`, `/metrics`. Every request gets an id (X-Request-Id in and out), an access log line and a
  * count in the metrics. With tokens configured, everything but `/ok` needs a bearer token.
  */
-import { randomBytes } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -184,7 +184,7 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
     bodyLimit: limits.maxBodyBytes,
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
-      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomBytes(8).toString('hex');
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID().replaceAll('-', '').slice(0, 16);
     },
     exposeHeadRoutes: false,
     return503OnClosing: true,
