@@ -15,6 +15,7 @@ import { readChunks } from './chunks.js';
 
 const UNCLAIMED_MAX = 256 << 10; // bytes held for a body nobody has claimed yet before the socket is paused
 const STREAM_HIGH_WATER = 256 << 10; // a streamed body's buffer: one read chunk of the pool (chunks.ts)
+const HOLD_MS = 10; // a part-filled chunk goes out after this long: a slow upstream's bytes must not wait for 256 KiB (the idle timeout watches them)
 
 type Headers = Record<string, string | string[] | undefined>;
 
@@ -128,10 +129,12 @@ export class ExchangeBody implements Dispatcher.DispatchHandler {
   stream(): Readable {
     let chunk: Buffer | undefined;
     let filled = 0;
+    let hold: NodeJS.Timeout | undefined;
     const r = new Readable({
       highWaterMark: STREAM_HIGH_WATER,
       read: () => this.controller?.resume(),
       destroy: (err, cb) => {
+        clearTimeout(hold);
         if (chunk !== undefined) readChunks.give(chunk);
         chunk = undefined;
         if (!this.done) this.abort(err ?? new OjsError('Aborted', 'the body was closed before its end'));
@@ -141,16 +144,24 @@ export class ExchangeBody implements Dispatcher.DispatchHandler {
     // Let go of the chunk before pushing it: a consumer may destroy the stream inside push(),
     // and destroy gives back the chunk it finds (which must then be one nobody has seen).
     const pushChunk = (): boolean => {
+      clearTimeout(hold);
       const out = readChunks.viewOf(chunk!, filled);
       chunk = undefined;
       filled = 0;
       return r.push(out);
     };
+    const flushLater = () => {
+      if (!r.destroyed && chunk !== undefined && !pushChunk()) this.controller?.pause();
+    };
     this.claim({
       data: (c) => {
         let more = true;
         for (let at = 0; at < c.length && !r.destroyed; ) {
-          chunk ??= readChunks.take();
+          if (chunk === undefined) {
+            chunk = readChunks.take();
+            hold = setTimeout(flushLater, HOLD_MS);
+            hold.unref();
+          }
           const n = c.copy(chunk, filled, at);
           filled += n;
           at += n;
