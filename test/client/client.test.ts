@@ -10,10 +10,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getBatch, type ReceivedEntry } from '../../src/client/entries.js';
 import { requestBatch } from '../../src/client/http.js';
 import { SourceRegistry } from '../../src/sources/registry.js';
-import { OjsError } from '../../src/spec/errors.js';
 import type { MossReq } from '../../src/spec/request.js';
 import { CountingSource, listen, type TestServer } from '../server/helpers.js';
 import { REPO, ojs, run, sha256, tmpDir, writeTree } from '../helpers/tools.js';
+import { failure } from '../helpers/errors.js';
 
 const TOKEN = 'sekrit-client-token';
 
@@ -50,15 +50,6 @@ async function collect(it: AsyncIterable<ReceivedEntry>): Promise<ReceivedEntry[
   const out: ReceivedEntry[] = [];
   for await (const e of it) out.push(e);
   return out;
-}
-
-async function failure(p: Promise<unknown>): Promise<OjsError> {
-  const e = await p.then(
-    () => new Error('expected a rejection'),
-    (x: unknown) => x,
-  );
-  expect(e).toBeInstanceOf(OjsError);
-  return e as OjsError;
 }
 
 describe('getBatch (library client)', () => {

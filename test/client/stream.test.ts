@@ -12,10 +12,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requestBatch } from '../../src/client/http.js';
 import { BatchStreamClient, ResponseParser, streamBatch } from '../../src/client/stream.js';
 import { SourceRegistry } from '../../src/sources/registry.js';
-import { OjsError } from '../../src/spec/errors.js';
 import type { MossReq } from '../../src/spec/request.js';
 import { CountingSource, listen, type TestServer } from '../server/helpers.js';
 import { run, sha256, tmpDir, writeTree } from '../helpers/tools.js';
+import { failure } from '../helpers/errors.js';
 
 let work: string;
 let files: Record<string, Buffer>;
@@ -44,15 +44,6 @@ async function undiciBytes(r: MossReq): Promise<Buffer> {
   const parts: Buffer[] = [];
   for await (const c of res.archive as AsyncIterable<Buffer>) parts.push(c);
   return Buffer.concat(parts);
-}
-
-async function failure(p: Promise<unknown>): Promise<OjsError> {
-  const e = await p.then(
-    () => new Error('expected a rejection'),
-    (x: unknown) => x,
-  );
-  expect(e).toBeInstanceOf(OjsError);
-  return e as OjsError;
 }
 
 describe('BatchStreamClient against ojs-ml serve', () => {

@@ -12,3 +12,13 @@ export function err(f: () => unknown): OjsError {
   expect(thrown, 'expected an OjsError').toBeInstanceOf(OjsError);
   return thrown as OjsError;
 }
+
+/** The OjsError `p` rejects with; fails the test when it resolves or rejects with something else. */
+export async function failure(p: Promise<unknown>): Promise<OjsError> {
+  const e = await p.then(
+    () => new Error('expected a rejection'),
+    (x: unknown) => x,
+  );
+  expect(e).toBeInstanceOf(OjsError);
+  return e as OjsError;
+}

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { FileSource } from '../../src/sources/file.js';
 import { OjsError } from '../../src/spec/errors.js';
 import { sourceConformance } from '../conformance/source.suite.js';
+import { failure } from '../helpers/errors.js';
 
 function tmpDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'ojs-ml-file-'));
@@ -32,15 +33,6 @@ function fileTarget(syncIo: boolean) {
 
 sourceConformance('file (sync reads for small bodies)', fileTarget(true));
 sourceConformance('file (thread-pool reads only)', fileTarget(false));
-
-async function failure(p: Promise<unknown>): Promise<OjsError> {
-  const e = await p.then(
-    () => new Error('expected a rejection, got a result'),
-    (x: unknown) => x,
-  );
-  expect(e).toBeInstanceOf(OjsError);
-  return e as OjsError;
-}
 
 async function text(src: FileSource, key: string): Promise<string> {
   const o = await src.open({ bucket: 'r', key }, { signal: new AbortController().signal });

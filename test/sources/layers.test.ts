@@ -14,6 +14,7 @@ import type { ObjectSource, OpenedObject } from '../../src/sources/types.js';
 import { OjsError } from '../../src/spec/errors.js';
 import { startFileServer, type Fault, type FileServer } from '../helpers/servers/files.js';
 import { waitUntil } from '../helpers/servers/track.js';
+import { failure } from '../helpers/errors.js';
 
 const SIZE = 2 << 20;
 const data = randomBytes(SIZE);
@@ -52,15 +53,6 @@ async function read(o: OpenedObject): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const c of o.body as AsyncIterable<Buffer>) chunks.push(c);
   return Buffer.concat(chunks);
-}
-
-async function failure(p: Promise<unknown>): Promise<OjsError> {
-  const e = await p.then(
-    () => new Error('expected a rejection'),
-    (x: unknown) => x,
-  );
-  expect(e).toBeInstanceOf(OjsError);
-  return e as OjsError;
 }
 
 /** Faults for the first `n` requests for `key`, then none; counts what the server saw. */
