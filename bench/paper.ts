@@ -27,13 +27,14 @@ const OBJECTS_MAX = 10_000;
 const PARALLEL = [16, 64] as const; // the parallel clients; the best of them is the baseline
 const DISK_SLACK = 1 << 30;
 const WARM_RUNS_MAX = 50; // untimed runs per mode at most (see PaperConfig.warmSeconds)
+const ROUNDS = 3; // timed rounds per cell, each mode a third of its repeats and seconds in each
 
 export interface PaperConfig {
   sizes: number[];
   batches: number[];
   /** A batch holds at most this much (10 MiB x 10,000 would take minutes). */
   cellBytesMax: number;
-  /** Repeats per mode and cell: at least minRepeats, then until modeSeconds went, at most maxRepeats. */
+  /** Repeats per mode and cell, over ROUNDS rounds: at least minRepeats, then until modeSeconds went, at most maxRepeats (each rounded up to a multiple of ROUNDS). */
   minRepeats: number;
   maxRepeats: number;
   modeSeconds: number;
@@ -48,7 +49,7 @@ export const PAPER_FULL: PaperConfig = {
   batches: [100, 1_000, 10_000],
   cellBytesMax: 1024 * MIB,
   minRepeats: 3, // P95 over fewer batches than this means nothing
-  maxRepeats: 10,
+  maxRepeats: 9,
   modeSeconds: 1.5,
   warmSeconds: 0.5,
   locality: { sizes: [KIB, 10 * KIB, 100 * KIB], batch: 1_000, rtts: [0, 1, 5], minRepeats: 2 },
@@ -167,36 +168,48 @@ async function measureCell(ctx: PaperCtx, s: Servers, names: string[], size: num
       },
     ],
   ];
-  const out: Measured[] = [];
   const mib = (names.length * size) / MIB;
-  for (const [mode, start] of runs) {
-    if (modes !== undefined && !modes.includes(mode)) continue;
-    const runner = start();
-    try {
-      // Untimed: warms the page cache, the sockets, and the JIT of server and client alike.
-      const warmStart = performance.now();
-      for (let w = 0; w < WARM_RUNS_MAX && (w === 0 || performance.now() - warmStart < ctx.cfg.warmSeconds * 1000); w++) await runner.run();
-      const m: Measured = { mode, mibps: [], latencyMs: [], waits: [] };
-      const started = performance.now();
-      for (let r = 0; r < ctx.cfg.maxRepeats; r++) {
-        const t = await runner.run();
-        m.mibps.push(mib / t.seconds);
-        m.latencyMs.push(t.seconds * 1000);
-        m.waits.push(...orderedWaits(t.ready));
-        if (r + 1 >= minRepeats && performance.now() - started > ctx.cfg.modeSeconds * 1000) break;
+  const open: { mode: Mode; runner: Runner; m: Measured }[] = [];
+  try {
+    for (const [mode, start] of runs) {
+      if (modes !== undefined && !modes.includes(mode)) continue;
+      const runner = start();
+      open.push({ mode, runner, m: { mode, mibps: [], latencyMs: [], waits: [] } });
+      try {
+        // Untimed: warms the page cache, the sockets, and the JIT of server and client alike.
+        const warmStart = performance.now();
+        for (let w = 0; w < WARM_RUNS_MAX && (w === 0 || performance.now() - warmStart < ctx.cfg.warmSeconds * 1000); w++) await runner.run();
+      } catch (e) {
+        if (mode === 'batch (http from nginx)' && /ERR_UNSUPPORTED_PROVIDER|ERR_PROVIDER_DISABLED|HTTP 50[01]/.test(`${String(e)} ${(e as { code?: string }).code ?? ''}`)) {
+          ctx.log(`paper: the http provider is not available in this build; skipping '${mode}'`);
+          open.pop();
+          await runner.close();
+          continue;
+        }
+        throw e;
       }
-      out.push(m);
-    } catch (e) {
-      if (mode === 'batch (http from nginx)' && /ERR_UNSUPPORTED_PROVIDER|ERR_PROVIDER_DISABLED|HTTP 50[01]/.test(`${String(e)} ${(e as { code?: string }).code ?? ''}`)) {
-        ctx.log(`paper: the http provider is not available in this build; skipping '${mode}'`);
-        continue;
-      }
-      throw e;
-    } finally {
-      await runner.close();
     }
+    // Timed in rounds, every mode a slice of each, the starting mode rotating: the machine is
+    // shared, and its speed drifts over the seconds a cell takes; a mode timed only at its start
+    // or its end would carry that drift into the ratio.
+    const perRound = (n: number) => Math.max(1, Math.ceil(n / ROUNDS));
+    for (let round = 0; round < ROUNDS; round++) {
+      for (let k = 0; k < open.length; k++) {
+        const { runner, m } = open[(round + k) % open.length]!;
+        const started = performance.now();
+        for (let r = 0; r < perRound(ctx.cfg.maxRepeats); r++) {
+          const t = await runner.run();
+          m.mibps.push(mib / t.seconds);
+          m.latencyMs.push(t.seconds * 1000);
+          m.waits.push(...orderedWaits(t.ready));
+          if (r + 1 >= perRound(minRepeats) && performance.now() - started > (ctx.cfg.modeSeconds * 1000) / ROUNDS) break;
+        }
+      }
+    }
+  } finally {
+    for (const o of open) await o.runner.close();
   }
-  return out;
+  return open.map((o) => o.m);
 }
 
 function best(results: Measured[], modes: Mode[]): Measured | undefined {
