@@ -28,6 +28,7 @@ import type { BatchOutcome } from './metrics.js';
 import { multipartFrame } from './multipart.js';
 import { Spool } from './spool.js';
 
+const WRITE_BATCH_BYTES = 1 << 20; // archive bytes gathered into one writev (see WriteBatch)
 const SEND_STALL_MS = 60_000; // a client that takes no bytes for this long, while we have some for it, is cut off
 const FAIL_FLUSH_MS = 5_000; // after a failure, time for the bytes already written to leave before the socket is destroyed
 const SPOOL_MEMORY_BYTES = 8 << 20; // multipart: archive bytes held in memory per batch before spilling to a file
@@ -188,18 +189,30 @@ async function sendStream(res: ServerResponse, run: BatchRun, opts: SendBatchOpt
     ...(chunked ? { Trailer: Object.values(TRAILERS).join(', ') } : {}),
   });
   let archiveBytes = 0;
+  const batch = new WriteBatch(res);
   try {
-    for (let r = first; !r.done; r = await chunks.next()) {
+    for (let r = first; !r.done; ) {
+      if (batch.mustWait) await batch.ready();
       archiveBytes += r.value.length;
       if (archiveBytes > maxBytes) throw batchTooLarge(maxBytes);
-      await write(res, r.value);
+      batch.write(r.value);
       opts.onBytes?.(r.value.length);
+      const queued = batch.full ? undefined : chunks.takeQueued();
+      if (queued !== undefined) {
+        r = { value: queued, done: false };
+        continue;
+      }
+      if (batch.full) batch.flush();
+      else batch.flushSoon();
+      r = await chunks.next();
     }
+    batch.flush();
     const result = await run.result;
     if (chunked) res.addTrailers(trailers(result, archiveBytes));
     await end(res);
     return { outcome: 'ok', committed: true, archiveBytes, result };
   } catch (e) {
+    batch.flush(); // what was written goes out before the cut
     void chunks.return(); // destroys the archive: the engine stops every upstream read
     const error = await batchError(run, e);
     cutOff(res);
@@ -295,13 +308,75 @@ function clientGone(): OjsError {
 
 /** Writes one chunk, waiting for the client to take it when the socket's buffer is full. */
 function write(res: ServerResponse, chunk: Buffer): Promise<void> {
-  if (res.destroyed || res.writableEnded) return Promise.reject(clientGone());
+  return writeNow(res, chunk) ? Promise.resolve() : drained(res);
+}
+
+/** Hands one chunk to the response; false when the socket's buffer is over its mark. */
+function writeNow(res: ServerResponse, chunk: Buffer): boolean {
+  if (res.destroyed || res.writableEnded) throw clientGone();
   bodyBytesSent.set(res, (bodyBytesSent.get(res) ?? 0) + chunk.length);
   // Once the socket took a read chunk's bytes, the file source may read into it again.
   const written = readChunks.owns(chunk) ? (err?: Error | null) => {
     if (err == null) readChunks.give(chunk);
   } : undefined;
-  if (res.write(chunk, written)) return Promise.resolve();
+  return res.write(chunk, written);
+}
+
+/**
+ * A streamed archive's chunks gathered into one writev of up to WRITE_BATCH_BYTES: the socket is
+ * corked while chunks come in the same turn (a 1 MiB file is four read chunks and a header) and
+ * uncorked when the batch is full or the turn ends. The kernel's cost per byte sent falls with
+ * the write's size (a bare Node server on this machine: 0.35 s/GiB of system time in 256 KiB
+ * writes, 0.27 in 1 MiB ones). Backpressure: past a full socket buffer, at most one batch more
+ * is handed over before the next waits for 'drain'.
+ */
+class WriteBatch {
+  private bytes = 0;
+  private needDrain = false;
+  private later: NodeJS.Immediate | undefined;
+
+  constructor(private readonly res: ServerResponse) {}
+
+  write(chunk: Buffer): void {
+    const socket = this.res.socket;
+    if (socket === null) throw clientGone();
+    if (this.bytes === 0) socket.cork();
+    this.bytes += chunk.length;
+    if (!writeNow(this.res, chunk)) this.needDrain = true;
+  }
+
+  get full(): boolean {
+    return this.bytes >= WRITE_BATCH_BYTES;
+  }
+
+  /** Whether the next write must wait: the last batch went out to a socket that was full. */
+  get mustWait(): boolean {
+    return this.needDrain && this.bytes === 0;
+  }
+
+  ready(): Promise<void> {
+    this.needDrain = false;
+    return drained(this.res);
+  }
+
+  flush(): void {
+    clearImmediate(this.later);
+    this.later = undefined;
+    if (this.bytes === 0) return;
+    this.bytes = 0;
+    this.res.socket?.uncork();
+  }
+
+  /** Flushes once this turn's I/O is done, unless more comes first. */
+  flushSoon(): void {
+    this.later ??= setImmediate(() => this.flush());
+  }
+}
+
+/** Resolves once the response's socket took what it was given; rejects if it closes or stalls. */
+function drained(res: ServerResponse): Promise<void> {
+  if (res.destroyed) return Promise.reject(clientGone());
+  if (!res.writableNeedDrain) return Promise.resolve();
   return new Promise((resolve, reject) => {
     const done = (err?: OjsError) => {
       clearTimeout(timer);

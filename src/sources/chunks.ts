@@ -96,7 +96,7 @@ export const readChunks = new ChunkPool(CHUNK_BYTES, KEEP_MAX);
  * every byte, and read chunks that can no longer come back. `return()` destroys the stream;
  * a stream that closes before its end makes next() reject, as Node's iterator does.
  */
-export function chunksOf(stream: Readable): AsyncIterator<Buffer> & { return(): Promise<IteratorResult<Buffer>> } {
+export function chunksOf(stream: Readable): AsyncIterator<Buffer> & { return(): Promise<IteratorResult<Buffer>>; takeQueued(): Buffer | undefined } {
   const queue: Buffer[] = [];
   let queued = 0;
   let ended = false;
@@ -142,6 +142,12 @@ export function chunksOf(stream: Readable): AsyncIterator<Buffer> & { return(): 
           stream.resume();
         });
       }
+    },
+    /** The next chunk if it is already here, without waiting: a writer takes these in the same turn. */
+    takeQueued(): Buffer | undefined {
+      const c = queue.shift();
+      if (c !== undefined) queued -= c.length;
+      return c;
     },
     return(): Promise<IteratorResult<Buffer>> {
       ended = true;
