@@ -3,7 +3,7 @@
  *   node dist/bench/remote-child.js ojs    s3|http ENDPOINT LIST K RUNS   one get-batch through the engine (library, in process; K unused)
  *   node dist/bench/remote-child.js client s3|http ENDPOINT LIST K RUNS   individual GETs, K at a time
  * LIST holds one key per line (S3: bucket/key; HTTP: a path). The engine's archive goes to a
- * null sink (bytes counted); the client reads every body to its end (bytes counted). Seconds
+ * null sink (bytes counted, chunks given back to the read pool); the client reads every body to its end (bytes counted). Seconds
  * exclude module loading; every run is checked by the caller. The first run is a fresh
  * process's (code not compiled, no connection open); the second comes once the process has done
  * WARM_SECONDS of the same work (untimed runs fill up what the fresh run did not), as a
@@ -14,7 +14,7 @@
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { SourceRegistry, parseBatchRequest, runBatch } from '../src/index.js';
+import { SourceRegistry, parseBatchRequest, readChunks, runBatch } from '../src/index.js';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
@@ -43,7 +43,12 @@ async function ojs(): Promise<{ bytes: number; payloadBytes: number; entries: nu
   const req = parseBatchRequest({ in: keys.map((k) => ({ uri: uri(k) })) });
   const run = runBatch(req, registry);
   let bytes = 0;
-  run.stream.on('data', (c: Buffer) => (bytes += c.length));
+  // Counted, a chunk is done with: it goes back to the read pool, as serve and the CLI give theirs
+  // back once written (and as the RSS child does); the clients' bodies have no pool to go back to.
+  run.stream.on('data', (c: Buffer) => {
+    bytes += c.length;
+    readChunks.give(c);
+  });
   const [result] = await Promise.all([run.result, new Promise((resolve, reject) => run.stream.once('end', resolve).once('error', reject))]);
   return { bytes, payloadBytes: result.progress.bytes, entries: result.progress.done };
 }
