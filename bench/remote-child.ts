@@ -3,8 +3,9 @@
  *   node dist/bench/remote-child.js ojs    s3|http ENDPOINT LIST K RUNS   one get-batch through the engine (library, in process; K unused)
  *   node dist/bench/remote-child.js client s3|http ENDPOINT LIST K RUNS   individual GETs, K at a time
  * LIST holds one key per line (S3: bucket/key; HTTP: a path). The engine's archive goes to a
- * null sink (bytes counted, chunks given back to the read pool); the client reads every body to its end (bytes counted). Seconds
- * exclude module loading; every run is checked by the caller. The first run is a fresh
+ * null sink (bytes counted, chunks given back to the read pool); the client reads every body to
+ * its end (bytes counted). Seconds exclude module loading; every run is checked by the caller.
+ * The first run is a fresh
  * process's (code not compiled, no connection open); the second comes once the process has done
  * WARM_SECONDS of the same work (untimed runs fill up what the fresh run did not), as a
  * long-lived process (the server, a training loop's loader) runs it: code compiled, connections
