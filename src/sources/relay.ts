@@ -38,9 +38,7 @@ export class Relay extends Readable {
     this.handlers = {
       data: (c) => {
         const out = this.onChunk(c);
-        if (out === undefined) return;
-        for (const t of this.taps) t.chunk?.(out.length);
-        if (!this.push(out)) this.inner?.pause();
+        if (out !== undefined) this.pass(out);
       },
       end: () => this.onInnerEnd(),
       error: (e) => this.onInnerError(e),
@@ -81,6 +79,12 @@ export class Relay extends Readable {
     inner.off('error', this.handlers.error);
     inner.on('error', () => undefined);
     inner.destroy();
+  }
+
+  /** Passes bytes on (what onChunk returns goes here too), pausing the inner stream when our buffer is full. */
+  protected pass(out: Buffer): void {
+    for (const t of this.taps) t.chunk?.(out.length);
+    if (!this.push(out)) this.inner?.pause();
   }
 
   /** A chunk from the inner stream; returns what to pass on (undefined: nothing). */
