@@ -105,6 +105,20 @@ export class ChunkPool {
 export const readChunks = new ChunkPool(CHUNK_BYTES, KEEP_MAX);
 
 /**
+ * A small body's pieces (`n` bytes in all) as one buffer: a chunk of the pool when the pieces
+ * must be joined anyway and fit one (the same copy as Buffer.concat, into memory that comes back
+ * once written), else the one piece or a plain concat.
+ */
+export function joinPieces(pieces: Buffer[], n: number): Buffer {
+  if (pieces.length === 1) return pieces[0]!;
+  if (n < readChunks.minBytes || n > readChunks.chunkBytes) return Buffer.concat(pieces, n);
+  const out = readChunks.take(n);
+  let at = 0;
+  for (const p of pieces) at += p.copy(out, at);
+  return out;
+}
+
+/**
  * A byte stream's chunks one at a time, as they were pushed. A Readable's own async iterator
  * calls read() with no size, which joins everything buffered into one new buffer: a copy of
  * every byte, and read chunks that can no longer come back. `return()` destroys the stream;

@@ -11,7 +11,7 @@
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { OjsError, abortedError } from '../spec/errors.js';
-import { readChunks } from './chunks.js';
+import { joinPieces, readChunks } from './chunks.js';
 
 const UNCLAIMED_MAX = 256 << 10; // bytes held for a body nobody has claimed yet before the socket is paused
 const STREAM_HIGH_WATER = 256 << 10; // a streamed body's buffer: one read chunk of the pool (chunks.ts)
@@ -98,7 +98,7 @@ export class ExchangeBody implements Dispatcher.DispatchHandler {
     return new Promise((resolve, reject) => {
       const chunks: Buffer[] = [];
       let n = 0;
-      const all = () => (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, n));
+      const all = () => joinPieces(chunks, n);
       this.claim({
         data: (c) => {
           chunks.push(c);

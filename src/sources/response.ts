@@ -5,7 +5,7 @@
 import { Readable } from 'node:stream';
 import { OjsError, abortedError, type ErrorContext } from '../spec/errors.js';
 import { resolveRange, type ByteRange, type ResolvedRange } from '../spec/range.js';
-import { readChunks } from './chunks.js';
+import { joinPieces, readChunks } from './chunks.js';
 import { Relay } from './relay.js';
 import type { OpenedObject } from './types.js';
 
@@ -240,7 +240,7 @@ export function readWhole(
       signal.removeEventListener('abort', onAbort);
       inner.off('data', onData);
       if (err === undefined) {
-        const all = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, got);
+        const all = joinPieces(chunks, got);
         resolve(part.skip === 0 && part.sent === part.range.length ? all : all.subarray(part.skip, part.skip + part.range.length));
         return;
       }

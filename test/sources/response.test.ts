@@ -124,6 +124,20 @@ describe('bodies', () => {
     expect(((await read(long).catch((e: unknown) => e)) as OjsError).kind).toBe('SizeMismatch');
   });
 
+  it('a body read whole is joined into a pooled chunk when it comes in pieces (64-256 KiB), else as it came', async () => {
+    const data = randomBytes(100 << 10);
+    const pieces = [data.subarray(0, 30_000), data.subarray(30_000, 70_000), data.subarray(70_000)];
+    const whole = await bodyOf(Readable.from(pieces), part(0, data.length, data.length), {}, signal(), mapError, ctx);
+    expect(whole.bytes?.equals(data)).toBe(true);
+    expect(readChunks.owns(whole.bytes!)).toBe(true);
+    const small = Buffer.from('tiny');
+    const one = await bodyOf(Readable.from([small]), part(0, 4, 4), {}, signal(), mapError, ctx);
+    expect(one.bytes).toBe(small);
+    const split = await bodyOf(Readable.from([small.subarray(0, 2), small.subarray(2)]), part(0, 4, 4), {}, signal(), mapError, ctx);
+    expect(split.bytes?.toString()).toBe('tiny');
+    expect(readChunks.owns(split.bytes!)).toBe(false); // under the pool's smallest class: a plain concat
+  });
+
   it('staged: a part-filled chunk goes on while the upstream is silent, not when 256 KiB came', async () => {
     const upstream = new Readable({ read() {} });
     const body = new CheckedBody(upstream, part(0, 2000, 2000), signal(), mapError, ctx, true);
