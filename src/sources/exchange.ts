@@ -11,11 +11,10 @@
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { OjsError, abortedError } from '../spec/errors.js';
-import { joinPieces, readChunks } from './chunks.js';
+import { ChunkFiller, joinPieces } from './chunks.js';
 
 const UNCLAIMED_MAX = 256 << 10; // bytes held for a body nobody has claimed yet before the socket is paused
 const STREAM_HIGH_WATER = 256 << 10; // a streamed body's buffer: one read chunk of the pool (chunks.ts)
-const HOLD_MS = 10; // a part-filled chunk goes out after this long: a slow upstream's bytes must not wait for 256 KiB (the idle timeout watches them)
 
 type Headers = Record<string, string | string[] | undefined>;
 
@@ -119,63 +118,29 @@ export class ExchangeBody implements Dispatcher.DispatchHandler {
     });
   }
 
-  /**
-   * The body as a stream, paced by its consumer, in read chunks of the shared pool. undici hands
-   * over a fresh buffer per socket read; held in a batch's read-ahead window those live long
-   * enough to need full collections (1 MiB objects from nginx through `serve`: GC was a fifth
-   * of its CPU). Copied at once into recycled chunks, they die young, and the response gives
-   * the chunks back once the socket took them.
-   */
+  /** The body as a stream, paced by its consumer, in read chunks of the shared pool (ChunkFiller). */
   stream(): Readable {
-    let chunk: Buffer | undefined;
-    let filled = 0;
-    let hold: NodeJS.Timeout | undefined;
     const r = new Readable({
       highWaterMark: STREAM_HIGH_WATER,
       read: () => this.controller?.resume(),
       destroy: (err, cb) => {
-        clearTimeout(hold);
-        if (chunk !== undefined) readChunks.give(chunk);
-        chunk = undefined;
+        filler.close();
         if (!this.done) this.abort(err ?? new OjsError('Aborted', 'the body was closed before its end'));
         cb(err);
       },
     });
-    // Let go of the chunk before pushing it: a consumer may destroy the stream inside push(),
-    // and destroy gives back the chunk it finds (which must then be one nobody has seen).
-    const pushChunk = (): boolean => {
-      clearTimeout(hold);
-      const out = readChunks.viewOf(chunk!, filled);
-      chunk = undefined;
-      filled = 0;
-      return r.push(out);
-    };
-    const flushLater = () => {
-      if (!r.destroyed && chunk !== undefined && !pushChunk()) this.controller?.pause();
-    };
+    const filler = new ChunkFiller((c) => {
+      if (!r.push(c)) this.controller?.pause();
+    });
     this.claim({
-      data: (c) => {
-        let more = true;
-        for (let at = 0; at < c.length && !r.destroyed; ) {
-          if (chunk === undefined) {
-            chunk = readChunks.take();
-            hold = setTimeout(flushLater, HOLD_MS);
-            hold.unref();
-          }
-          const n = c.copy(chunk, filled, at);
-          filled += n;
-          at += n;
-          if (filled === chunk.length) more = pushChunk() && more;
-        }
-        if (!more) this.controller?.pause();
-      },
+      data: (c) => filler.add(c),
       end: () => {
-        if (chunk !== undefined) pushChunk();
+        filler.flush();
         r.push(null);
       },
       error: (e) => {
         // What arrived before the break is delivered, so that a resume starts where it ended.
-        if (chunk !== undefined) pushChunk();
+        filler.flush();
         r.destroy(e);
       },
     });

@@ -5,7 +5,7 @@
 import { Readable } from 'node:stream';
 import { OjsError, abortedError, type ErrorContext } from '../spec/errors.js';
 import { resolveRange, type ByteRange, type ResolvedRange } from '../spec/range.js';
-import { joinPieces, readChunks } from './chunks.js';
+import { ChunkFiller, joinPieces } from './chunks.js';
 import { Relay } from './relay.js';
 import type { OpenedObject } from './types.js';
 
@@ -13,7 +13,6 @@ import type { OpenedObject } from './types.js';
 // stream per small object costs more CPU than the object, and the engine takes bytes as they are.
 // The engine's window (64 entries) bounds what that holds: 64 x 256 KiB = 16 MiB.
 export const SMALL_BODY_MAX = 256 << 10;
-const STAGE_HOLD_MS = 10; // a part-filled read chunk goes on after this long: a slow upstream's bytes must not wait for 256 KiB
 
 export interface ContentRange {
   first: number;
@@ -115,10 +114,8 @@ export class CheckedBody extends Relay {
   private got = 0;
   private delivered = 0;
   private readonly onAbort: () => void;
-  // Staging (SDK bodies): a read chunk being filled, and the timer that sends it part-filled.
-  private staged: Buffer | undefined;
-  private filled = 0;
-  private hold: NodeJS.Timeout | undefined;
+  // SDK bodies (stage): their pieces are copied into read chunks of the pool.
+  private readonly filler: ChunkFiller | undefined;
 
   constructor(
     inner: Readable,
@@ -126,9 +123,10 @@ export class CheckedBody extends Relay {
     private readonly signal: AbortSignal,
     private readonly mapError: (e: unknown) => OjsError,
     private readonly context: ErrorContext,
-    private readonly stage = false,
+    stage = false,
   ) {
     super();
+    this.filler = stage ? new ChunkFiller((c) => this.pass(c)) : undefined;
     this.onAbort = () => this.fail(abortedError(signal));
     if (signal.aborted) {
       inner.destroy();
@@ -147,7 +145,11 @@ export class CheckedBody extends Relay {
       return undefined;
     }
     const { skip, range } = this.part;
-    if (skip === 0 && this.part.sent === range.length) return this.stage ? this.staging(chunk) : chunk;
+    if (skip === 0 && this.part.sent === range.length) {
+      if (this.filler === undefined) return chunk;
+      this.filler.add(chunk);
+      return undefined;
+    }
     const from = Math.max(0, skip - at);
     const to = Math.min(chunk.length, skip + range.length - at);
     const out = from < to ? chunk.subarray(from, to) : undefined;
@@ -162,46 +164,9 @@ export class CheckedBody extends Relay {
     return out;
   }
 
-  /**
-   * Copies an SDK's chunk into a read chunk of the pool and returns the chunk once full. The
-   * SDK's buffers, held in a batch's read-ahead window, live long enough to need full
-   * collections; copied at once they die young, and the read chunks come back once written.
-   */
-  private staging(chunk: Buffer): Buffer | undefined {
-    let out: Buffer | undefined;
-    for (let at = 0; at < chunk.length; ) {
-      if (this.staged === undefined) {
-        this.staged = readChunks.take();
-        this.hold = setTimeout(() => this.flushStaged(), STAGE_HOLD_MS);
-        this.hold.unref();
-      }
-      const n = chunk.copy(this.staged, this.filled, at);
-      this.filled += n;
-      at += n;
-      if (this.filled < this.staged.length) continue;
-      if (out !== undefined) this.pass(out);
-      out = this.takeStaged();
-    }
-    return out;
-  }
-
-  private takeStaged(): Buffer | undefined {
-    clearTimeout(this.hold);
-    if (this.staged === undefined) return undefined;
-    const out = readChunks.viewOf(this.staged, this.filled);
-    this.staged = undefined;
-    this.filled = 0;
-    return out;
-  }
-
-  private flushStaged(): void {
-    const out = this.takeStaged();
-    if (out !== undefined && !this.destroyed) this.pass(out);
-  }
-
   protected override onInnerEnd(): void {
     if (this.got === this.part.sent) {
-      this.flushStaged();
+      this.filler?.flush();
       this.push(null);
       return;
     }
@@ -214,9 +179,7 @@ export class CheckedBody extends Relay {
 
   override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
     this.signal.removeEventListener('abort', this.onAbort);
-    clearTimeout(this.hold);
-    if (this.staged !== undefined) readChunks.give(this.staged);
-    this.staged = undefined;
+    this.filler?.close();
     super._destroy(err, cb);
   }
 }
