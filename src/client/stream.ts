@@ -222,7 +222,8 @@ export class BatchStreamClient {
             if (r.wait !== undefined) {
               r.wait.then(
                 () => {
-                  if (!settled && consume(at, n) && !settled) socket.resume();
+                  // Resumed also where this was the answer's last byte: the connection is kept for the next batch.
+                  if (!settled && consume(at, n) && socket === this.socket) socket.resume();
                 },
                 (e: unknown) => finish(e),
               );

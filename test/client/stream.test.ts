@@ -274,3 +274,22 @@ describe('ResponseParser', () => {
     }
   });
 });
+
+describe('BatchStreamClient with a handler that returns promises', () => {
+  it('the connection goes on to the next batch after the last chunk was held (it used to stay paused)', async () => {
+    const client = new BatchStreamClient(server.url, { bucket: 'data' });
+    try {
+      for (let i = 0; i < 3; i++) {
+        let bytes = 0;
+        const r = await client.stream(req(['a.bin', 'big.bin']), async (c) => {
+          bytes += c.length;
+          await new Promise((resolve) => setImmediate(resolve));
+        });
+        expect(r.bytes).toBe(bytes);
+        expect(bytes).toBeGreaterThan(3 << 20);
+      }
+    } finally {
+      client.close();
+    }
+  }, 10_000);
+});
