@@ -9,4 +9,5 @@ export * from './archive/index.js';
 export * from './batch/index.js';
 export { getBatch, type ReceivedEntry } from './client/entries.js';
 export { requestBatch, type BatchResponse, type ClientOptions, type StreamSummary } from './client/http.js';
+export { ParallelBatchClient, type PartsOptions } from './client/parallel.js';
 export { BatchStreamClient, streamBatch, type ChunkHandler, type StreamedBatch } from './client/stream.js';
