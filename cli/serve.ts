@@ -4,7 +4,9 @@
  * gracefully on SIGTERM / SIGINT: in-flight batches get --grace seconds, a second signal exits
  * at once.
  */
+import cluster from 'node:cluster';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import { Command, Option } from 'commander';
 import type { LineSink } from '../src/server/app.js';
 import { DEFAULT_LIMITS, type ServerLimits } from '../src/server/limits.js';
@@ -26,6 +28,7 @@ interface ServeFlags {
   maxConcurrent?: string;
   accessLog: string;
   grace: string;
+  workers: string;
 }
 
 function collect(value: string, previous: string[]): string[] {
@@ -47,6 +50,7 @@ export function serveCommand(): Command {
     .addOption(new Option('--max-concurrent <N>', `batches at once; more get 429 + Retry-After (default ${DEFAULT_LIMITS.maxConcurrent})`))
     .addOption(new Option('--access-log <FILE>', "access log (NCSA combined), appended to FILE, or '-' for stdout").default('-'))
     .addOption(new Option('--grace <S>', 'at shutdown, seconds in-flight batches get to finish').default(String(DEFAULT_GRACE_S)))
+    .addOption(new Option('--workers <N>', "processes serving the port, each with its own limits ('auto': one per CPU)").default('1'))
     .addHelpText(
       'after',
       `
@@ -56,11 +60,16 @@ Examples:
   ojs-ml serve --root data=./my-dataset --port 8080
   curl -sS -X GET --data '{"in":[{"objname":"a.wav"}],"strm":true}' http://127.0.0.1:8080/v1/ml/moss/data?provider=file | tar tv
 
+One batch is sent by one process: --workers lets batches (or the parts of a batch that
+ParallelBatchClient reads over several connections) use several cores.
+
 Files are read only inside --root directories. http(s) entries are refused unless
 --allow-http-host names the host. See docs/http-api.md.`,
     )
     .action(async (flags: ServeFlags) => {
       process.exitCode = await serve(flags);
+      // The IPC channel would keep a worker alive.
+      if (cluster.isWorker && process.connected) process.disconnect();
     });
 }
 
@@ -74,11 +83,18 @@ async function serve(flags: ServeFlags): Promise<number> {
     if (!Number.isFinite(grace) || grace < 0) throw usage(`--grace expects seconds (>= 0), got '${flags.grace}'`);
     const tokens = [...flags.token, ...(process.env.OJS_ML_TOKENS ?? '').split(',').map((t) => t.trim()).filter((t) => t !== '')];
     if (tokens.some((t) => /\s/.test(t))) throw usage('a token must hold no white space');
-    log = await openLog(flags.accessLog);
+    const workers = parseWorkers(flags.workers);
     const roots = flags.root;
+    const rootList = Object.keys(roots).join(', ') || 'none';
+    const banner = (url: string) => `ojs-ml serve: listening on ${url} (file roots: ${rootList}; auth: ${tokens.length > 0 ? 'bearer' : 'off'}${workers > 1 ? `; workers: ${workers}` : ''})\n`;
+    if (workers > 1 && cluster.isPrimary) return await primary(workers, grace, banner);
+    const worker = cluster.isWorker ? cluster.worker : undefined;
+    log = await openLog(flags.accessLog);
     // fastify and prom-client cost ~0.25 s to import: only this command pays it.
     const { startServer } = await import('../src/server/server.js');
+    let side: { listening(url: string): void; metricsText(): Promise<string> } | undefined;
     const server = await startServer({
+      ...(worker === undefined ? {} : { worker: worker.id, metricsText: () => side!.metricsText() }),
       host: flags.host,
       port,
       limits,
@@ -89,22 +105,34 @@ async function serve(flags: ServeFlags): Promise<number> {
         http: { allowHosts: flags.allowHttpHost, allowPrivate: flags.allowPrivate === true },
       },
     });
-    const rootList = Object.keys(roots).join(', ') || 'none';
-    process.stderr.write(`ojs-ml serve: listening on ${server.url} (file roots: ${rootList}; auth: ${tokens.length > 0 ? 'bearer' : 'off'})\n`);
     await new Promise<void>((resolve) => {
       let signals = 0;
-      const onSignal = (sig: NodeJS.Signals) => {
-        if (++signals > 1) process.exit(EXIT_INTERRUPTED);
-        process.stderr.write(`ojs-ml serve: ${sig}: no new requests; in-flight batches get ${grace} s\n`);
+      let closing = false;
+      const close = () => {
+        if (closing) return;
+        closing = true;
         server.close(grace * 1000).then(resolve, (e: unknown) => {
           process.stderr.write(`ojs-ml serve: error while closing: ${(e as Error).message}\n`);
           resolve();
         });
       };
+      const onSignal = (sig: NodeJS.Signals) => {
+        if (++signals > 1) process.exit(EXIT_INTERRUPTED);
+        // A worker hears of the shutdown from the primary, which says it once for all.
+        if (worker === undefined) process.stderr.write(`ojs-ml serve: ${sig}: no new requests; in-flight batches get ${grace} s\n`);
+        close();
+      };
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);
+      if (worker !== undefined) {
+        // Imported here: a process without workers never loads node:cluster's IPC side.
+        void import('../src/server/cluster.js').then(({ workerSide }) => {
+          side = workerSide(server.app.ojs.metrics.registry, close);
+          side.listening(server.url);
+        });
+      } else process.stderr.write(banner(server.url));
     });
-    process.stderr.write('ojs-ml serve: stopped\n');
+    if (worker === undefined) process.stderr.write('ojs-ml serve: stopped\n');
     return EXIT_OK;
   } catch (e) {
     const code = reportError(e, false);
@@ -112,6 +140,36 @@ async function serve(flags: ServeFlags): Promise<number> {
   } finally {
     log?.end?.();
   }
+}
+
+/** The primary of `--workers N`: forks the workers, says once that they listen, and passes shutdown on. */
+async function primary(workers: number, grace: number, banner: (url: string) => string): Promise<number> {
+  const { runPrimary } = await import('../src/server/cluster.js');
+  const run = runPrimary(workers, { listening: (url) => process.stderr.write(banner(url)), log: (line) => process.stderr.write(`${line}\n`) });
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (++signals > 1) {
+      run.kill();
+      process.exit(EXIT_INTERRUPTED);
+    }
+    process.stderr.write(`ojs-ml serve: ${sig}: no new requests; in-flight batches get ${grace} s\n`);
+    run.shutdown();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    await run.done;
+  } catch (e) {
+    process.stderr.write(`ojs-ml serve: ${(e as Error).message}\n`);
+    return EXIT_FAILURE;
+  }
+  process.stderr.write('ojs-ml serve: stopped\n');
+  return EXIT_OK;
+}
+
+function parseWorkers(v: string): number {
+  if (v.trim() === 'auto') return os.availableParallelism();
+  return positive(parseCount(v, '--workers'), '--workers');
 }
 
 async function openLog(dest: string): Promise<LineSink & { end?: () => void }> {

@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Registry } from 'prom-client';
 import { runBatch, type BatchOptions, type BatchProgress } from '../batch/engine.js';
 import { BytePool } from '../batch/pool.js';
 import { SourceRegistry, type SourcesConfig } from '../sources/registry.js';
@@ -67,6 +68,10 @@ export interface AppConfig {
   version?: string;
   /** Process metrics (memory, CPU, event loop lag) in /metrics; default on. */
   processMetrics?: boolean;
+  /** What /metrics answers, given this app's registry: under `serve --workers`, every worker's, summed (cluster.ts). */
+  metricsText?: (registry: Registry) => Promise<string>;
+  /** Shown in /varz as `worker` (serve --workers: which process answered). */
+  worker?: number;
 }
 
 /** One batch being fetched or sent, as /varz shows it. */
@@ -221,8 +226,9 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
   });
 
   app.get('/ok', async (_request, reply) => reply.type('text/plain; charset=utf-8').send('ok\n'));
-  app.get('/varz', async () => varz(state));
-  app.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
+  app.get('/varz', async () => ({ ...varz(state), ...(config.worker === undefined ? {} : { worker: config.worker, pid: process.pid }) }));
+  const metricsText = config.metricsText ?? ((r: Registry) => r.metrics());
+  app.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metricsText(metrics.registry)));
 
   await app.register(async (scope) => {
     // The batch is JSON whatever the Content-Type says: `curl --data @batch.json` sends
