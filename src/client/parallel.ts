@@ -22,19 +22,21 @@ import { BatchStreamClient, type ChunkHandler, type StreamedBatch } from './stre
 
 const DEFAULT_STREAMS = 2; // connections per batch; match the server's --workers
 const PART_BYTES = 64 << 20; // a part's target size: its request and start cost ~1-2 ms, a few % of the time to send it
-const SPLIT_MIN_ENTRIES = 256; // smaller batches go whole: measured, their parts' requests cost more than the second stream gains
-const FIRST_PART_SHARE = 16; // the first parts, sent before any entry size is known: 1/16 of the batch...
-const FIRST_PART_MIN = 8; // ...but at least this many entries...
-const FIRST_PART_MAX = 64; // ...and at most this many (64 MiB of 1 MiB files)
+const SPLIT_MIN_BYTES = 256 << 20; // a smaller batch goes on one connection: measured, up to 100 MiB a second stream (on another worker) cost more than it gained
+const SPLIT_MIN_ENTRIES = 256; // fewer entries go whole, unsized: the first part's round trip is not worth it
+const PROBE_ENTRIES = 8; // the first part, whose first TAR header tells the size of an entry before the rest is cut
 const DEFAULT_AHEAD_BYTES = 64 << 20; // bytes of parts ahead of their turn held in memory at most
 const SLAB_BYTES = 1 << 20; // ahead bytes are copied into reused slabs of this size
-const END_OF_TAR = 1024; // two zero blocks close a TAR
+const TAR_BLOCK = 512;
+const END_OF_TAR = 2 * TAR_BLOCK; // two zero blocks close a TAR
 
 export interface PartsOptions {
   /** Connections one batch uses at most (default 2). */
   streams?: number;
-  /** Entries per part (default: about 64 MiB each, from the sizes seen in the parts done so far; batches under 256 entries whole). */
+  /** Entries per part (default: 8 first; from that part's first entry, a batch of 256 MiB or more is cut into parts of about 64 MiB, a smaller one's rest follows on the same connection; batches under 256 entries go whole). */
   partEntries?: number;
+  /** Batches estimated smaller than this go on one connection (default 256 MiB). */
+  splitMinBytes?: number;
   /** Bytes of parts that arrived before their turn held in memory at most (default 64 MiB). */
   aheadBytes?: number;
 }
@@ -92,30 +94,34 @@ export class ParallelBatchClient {
   /** Entries of the first parts, or undefined where the batch goes in one piece. */
   private firstPart(req: MossReq): number | undefined {
     if (this.streams < 2 || parseFormat(req.mime) !== 'tar' || req.max_soft_errs !== undefined) return undefined;
-    const n = req.in.length;
-    if (this.parts.partEntries === undefined && n < SPLIT_MIN_ENTRIES) return undefined;
-    const per = this.parts.partEntries ?? Math.max(FIRST_PART_MIN, Math.min(FIRST_PART_MAX, Math.ceil(n / FIRST_PART_SHARE)));
-    return per >= n ? undefined : per;
+    if (this.parts.partEntries === undefined && req.in.length < SPLIT_MIN_ENTRIES) return undefined;
+    const per = this.parts.partEntries ?? PROBE_ENTRIES;
+    return per >= req.in.length ? undefined : per;
   }
 
   private async split(req: MossReq, first: number, onChunk: ChunkHandler, signal: AbortSignal | undefined): Promise<StreamedBatch> {
     const n = req.in.length;
     const parts: Part[] = [];
     let cut = 0; // entries given to parts so far
-    let seenEntries = 0; // in the parts done, and their bytes
-    let seenBytes = 0;
-    // Parts are cut as connections come free, sized from what the parts done so far weighed.
-    const nextPart = (): number | undefined => {
+    const fixed = this.parts.partEntries;
+    let entryBytes: number | undefined; // an entry's size in the archive, from the first part's first header
+    let per: number | undefined = fixed; // entries of the parts after the first
+    let whole = false; // the batch is small: its rest follows the first part on the first connection
+    // The first part goes alone; once an entry's size is known, the rest is cut: in one part if
+    // the batch is small, else into parts of about PART_BYTES, never fewer than there are streams.
+    const nextPart = (k: number): number | undefined => {
       const rest = n - cut;
       if (rest === 0) return undefined;
-      let per = this.parts.partEntries ?? first;
-      if (this.parts.partEntries === undefined && seenEntries > 0) {
-        // Never more than a fair share of the rest: the last parts should end together.
-        per = Math.min(Math.ceil(rest / this.streams), Math.max(1, Math.round(PART_BYTES / Math.max(1, seenBytes / seenEntries))));
+      if (cut === 0) per = fixed ?? first;
+      else if (per === undefined) {
+        whole = n * (entryBytes ?? 0) < (this.parts.splitMinBytes ?? SPLIT_MIN_BYTES);
+        per = Math.ceil(rest / (whole ? 1 : Math.max(this.streams, Math.round((rest * (entryBytes ?? 0)) / PART_BYTES))));
       }
-      per = Math.min(per, rest);
-      parts.push({ req: { ...req, in: req.in.slice(cut, cut + per) }, last: cut + per === n, slabs: [], fill: undefined, fillLen: 0, done: false, result: undefined });
-      cut += per;
+      if (whole && k !== 0) return undefined;
+      const take = Math.min(per, rest);
+      if (cut === 0 && fixed === undefined) per = undefined;
+      parts.push({ req: { ...req, in: req.in.slice(cut, cut + take) }, last: cut + take === n, slabs: [], fill: undefined, fillLen: 0, done: false, result: undefined });
+      cut += take;
       changed();
       return parts.length - 1;
     };
@@ -160,9 +166,23 @@ export class ParallelBatchClient {
         }
       }
     };
+    const head = Buffer.alloc(TAR_BLOCK);
+    let headLen = 0;
+    const sizeFrom = (c: Buffer) => {
+      const n = Math.min(c.length, TAR_BLOCK - headLen);
+      c.copy(head, headLen, 0, n);
+      headLen += n;
+      if (headLen < TAR_BLOCK) return;
+      // A PAX or GNU long-name header says nothing of the entry's size: then the whole first part tells.
+      const size = entrySize(head);
+      if (size === undefined) return;
+      entryBytes = size;
+      changed();
+    };
     const handler =
       (p: Part, index: number): ChunkHandler =>
       async (c) => {
+        if (index === 0 && entryBytes === undefined && headLen < TAR_BLOCK) sizeFrom(c);
         if (index === turn && !delivering && p.slabs.length === 0 && p.fill === undefined) {
           direct = true;
           try {
@@ -206,12 +226,13 @@ export class ParallelBatchClient {
         if (!p.last) tail.end();
       }
     };
-    const fetcher = async (client: BatchStreamClient) => {
-      for (let i = nextPart(); i !== undefined; i = nextPart()) {
+    const fetcher = async (client: BatchStreamClient, k: number) => {
+      // The other connections wait for the first part to say how big an entry is.
+      if (k > 0 && fixed === undefined) await until(() => entryBytes !== undefined || parts[0]?.done === true);
+      for (let i = nextPart(k); i !== undefined; i = nextPart(k)) {
         const p = parts[i]!;
         p.result = await client.stream(p.req, handler(p, i), stop.signal);
-        seenEntries += p.req.in.length;
-        seenBytes += p.result.bytes - END_OF_TAR;
+        if (i === 0) entryBytes ??= Math.max(1, (p.result.bytes - END_OF_TAR) / p.req.in.length);
         p.done = true;
         changed();
       }
@@ -222,13 +243,28 @@ export class ParallelBatchClient {
       changed();
     };
     try {
-      await Promise.all([deliver().catch(fail), ...this.clients.map((c) => fetcher(c).catch(fail))]);
+      await Promise.all([deliver().catch(fail), ...this.clients.map((c, k) => fetcher(c, k).catch(fail))]);
     } finally {
       signal?.removeEventListener('abort', onAbort);
     }
     if (failure !== undefined) throw failure;
     return { format: 'tar', bytes: parts.reduce((a, p) => a + p.result!.bytes, 0) - (parts.length - 1) * END_OF_TAR, summary: summaryOf(parts.map((p) => p.result!.summary)) };
   }
+}
+
+/** What an entry with this USTAR header takes in the archive (header, data, padding); undefined for PAX and GNU extension headers. */
+function entrySize(h: Buffer): number | undefined {
+  const type = h[156];
+  if (type !== 0x30 && type !== 0) return undefined;
+  let size: number;
+  if ((h[124]! & 0x80) !== 0) {
+    size = 0;
+    for (let i = 125; i < 136; i++) size = size * 256 + h[i]!;
+  } else {
+    size = parseInt(h.toString('latin1', 124, 136).replace(/[\0 ]+$/, ''), 8);
+    if (!Number.isFinite(size)) return undefined;
+  }
+  return TAR_BLOCK + Math.ceil(size / TAR_BLOCK) * TAR_BLOCK;
 }
 
 /** The parts' trailers as one batch's: counts add up; the first part's uuid. */

@@ -22,8 +22,9 @@ const names: string[] = [];
 
 beforeAll(async () => {
   work = tmpDir('ojs-ml-parallel-');
-  const tree: Record<string, Buffer> = { 'empty.bin': Buffer.alloc(0), 'big.bin': randomBytes(3 << 20), 'x-fail-after-100000.bin': randomBytes(1 << 20) };
+  const tree: Record<string, Buffer> = { 'empty.bin': Buffer.alloc(0), 'big.bin': randomBytes(3 << 20), 'mid.bin': randomBytes(300_000), [`${'long-'.repeat(30)}.bin`]: randomBytes(300_000), 'x-fail-after-100000.bin': randomBytes(1 << 20) };
   // Sizes that leave every kind of tail: under a block, exact blocks, odd, over a read chunk.
+  tree['a4k.bin'] = randomBytes(4096);
   for (let i = 0; i < 60; i++) tree[`d${i % 4}/f${i}.bin`] = randomBytes([0, 1, 511, 512, 1023, 4096, 70_001, 300_000][i % 8]!);
   writeTree(path.join(work, 'data'), tree);
   names.push(...Object.keys(tree).filter((n) => !n.includes('fail')));
@@ -181,6 +182,32 @@ describe('ParallelBatchClient', () => {
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(server.app.ojs.batches.size).toBe(0);
+  });
+
+  it('unsized: 8 entries first; from its first header (or, for a PAX one, the whole part) the rest of a small batch follows on the same connection, a big one is cut over both', async () => {
+    const cases: [string[], number, number, number][] = [
+      // entries, splitMinBytes, connections, parts
+      [Array.from({ length: 300 }, () => 'a4k.bin'), 32 << 20, 1, 2], // 1.2 MiB: the rest in one part
+      [Array.from({ length: 300 }, () => 'mid.bin'), 256 << 20, 1, 2], // 86 MiB, under the default
+      [Array.from({ length: 300 }, () => 'mid.bin'), 32 << 20, 2, 3], // over: one part per stream (84 MiB of rest)
+      [[`${'long-'.repeat(30)}.bin`, ...Array.from({ length: 299 }, () => 'mid.bin')], 32 << 20, 2, 3],
+      [Array.from({ length: 100 }, () => 'mid.bin'), 1, 1, 1], // under 256 entries: whole
+    ];
+    for (const [list, splitMinBytes, conns, parts] of cases) {
+      const r = req(list);
+      const client = new ParallelBatchClient(server.url, { bucket: 'data' }, { streams: 2, splitMinBytes });
+      const got: Buffer[] = [];
+      const logged = server.log.length;
+      const { connections } = await counting(async () => {
+        try {
+          await client.stream(r, (b) => void got.push(Buffer.from(b)));
+        } finally {
+          client.close();
+        }
+      });
+      expect([connections, server.log.length - logged]).toEqual([conns, parts]);
+      expect(sha256(Buffer.concat(got))).toBe(sha256(await single(r)));
+    }
   });
 
   it('bad options are usage errors', () => {
