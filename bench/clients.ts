@@ -7,7 +7,7 @@
  * became available.
  */
 import { Agent, request } from 'undici';
-import type { BatchStreamClient } from '../src/client/stream.js';
+import type { ChunkHandler, StreamedBatch } from '../src/client/stream.js';
 import type { MossReq } from '../src/spec/request.js';
 
 export interface Timing {
@@ -79,8 +79,8 @@ export async function batchGet(endpoint: string, body: unknown, sizes: number[],
   return { seconds: (performance.now() - t0) / 1000, ready };
 }
 
-/** The same get-batch read with ojs-ml's own client (BatchStreamClient: one reused read buffer). */
-export async function batchStream(client: BatchStreamClient, req: MossReq, sizes: number[]): Promise<Timing> {
+/** The same get-batch read with ojs-ml's own client (BatchStreamClient: one reused read buffer; or ParallelBatchClient). */
+export async function batchStream(client: { stream(req: MossReq, onChunk: ChunkHandler): Promise<StreamedBatch> }, req: MossReq, sizes: number[]): Promise<Timing> {
   const { ends, total } = tarLayout(sizes);
   const ready = new Float64Array(sizes.length);
   let got = 0;

@@ -13,6 +13,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { ParallelBatchClient } from '../src/client/parallel.js';
 import { BatchStreamClient } from '../src/client/stream.js';
 import { agentFor, batchGet, batchStream, individualGets, orderedWaits, percentile, type Timing } from './clients.js';
 import { startDelayProxy, measureRtt } from './delay-proxy.js';
@@ -66,8 +67,10 @@ export const PAPER_QUICK: PaperConfig = {
   locality: { sizes: [10 * KIB], batch: 1_000, rtts: [0, 1], minRepeats: 2 },
 };
 
-// 'batch (...)' reads with ojs-ml's BatchStreamClient; 'undici' marks the same batch read with undici.
-const MODES = ['one-by-one', '16-way', '64-way', 'batch (file root)', 'batch (http from nginx)', 'batch (file root), undici'] as const;
+// 'batch (...)' reads with ojs-ml's BatchStreamClient; 'undici' marks the same batch read with undici;
+// '2 streams' reads it with ParallelBatchClient over two connections (serve runs 2 workers).
+const MODES = ['one-by-one', '16-way', '64-way', 'batch (file root)', 'batch (http from nginx)', 'batch (file root), undici', 'batch (file root), 2 streams'] as const;
+const SERVE_WORKERS = 2; // as nginx runs 2 worker processes: one batch is still one connection, one process
 export type Mode = (typeof MODES)[number];
 
 export interface Measured {
@@ -132,7 +135,7 @@ interface Servers {
 async function startAll(ctx: PaperCtx, dir: string): Promise<Servers> {
   const nginx = await startNginx(dir, ctx.work);
   const host = `127.0.0.1:${nginx.port}`;
-  const serve = await startServe(ctx.cli, { data: dir }, ['--allow-http-host', host, '--allow-private']);
+  const serve = await startServe(ctx.cli, { data: dir }, ['--allow-http-host', host, '--allow-private', '--workers', String(SERVE_WORKERS)]);
   return { nginx, serve };
 }
 
@@ -149,10 +152,12 @@ async function measureCell(ctx: PaperCtx, s: Servers, names: string[], size: num
     const agent = agentFor(p);
     return { run: () => individualGets(objectUrls, sizes, p, agent), close: () => agent.close() };
   };
-  const streamed = (req: MossReq, bucket?: string) => (): Runner => {
-    const client = new BatchStreamClient(urls.serve, { bucket });
-    return { run: () => batchStream(client, req, sizes), close: async () => client.close() };
-  };
+  const streamed =
+    (req: MossReq, bucket?: string, streams = 1) =>
+    (): Runner => {
+      const client = streams === 1 ? new BatchStreamClient(urls.serve, { bucket }) : new ParallelBatchClient(urls.serve, { bucket }, { streams });
+      return { run: () => batchStream(client, req, sizes), close: async () => client.close() };
+    };
   const fileRoot: MossReq = { in: names.map((objname) => ({ objname })), strm: true };
   const runs: [Mode, () => Runner][] = [
     ['one-by-one', gets(1)],
@@ -167,6 +172,7 @@ async function measureCell(ctx: PaperCtx, s: Servers, names: string[], size: num
         return { run: () => batchGet(`${urls.serve}/v1/ml/moss/data`, fileRoot, sizes, agent), close: () => agent.close() };
       },
     ],
+    ['batch (file root), 2 streams', streamed(fileRoot, 'data', SERVE_WORKERS)],
   ];
   const mib = (names.length * size) / MIB;
   const open: { mode: Mode; runner: Runner; m: Measured }[] = [];
