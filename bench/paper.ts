@@ -129,18 +129,25 @@ export async function paperCase(ctx: PaperCtx): Promise<PaperResult> {
 
 interface Servers {
   nginx: Running;
+  /** File root only: its workers serve the file-root modes and nothing else. */
   serve: Running;
+  /** The http provider's batches from nginx, in a process of their own: a worker that also ran those
+   * (their connections, pools and garbage) made the file-root batches it served up to twice as slow. */
+  serveHttp: Running;
 }
 
 async function startAll(ctx: PaperCtx, dir: string): Promise<Servers> {
   const nginx = await startNginx(dir, ctx.work);
   const host = `127.0.0.1:${nginx.port}`;
-  const serve = await startServe(ctx.cli, { data: dir }, ['--allow-http-host', host, '--allow-private', '--workers', String(SERVE_WORKERS)]);
-  return { nginx, serve };
+  const [serve, serveHttp] = await Promise.all([
+    startServe(ctx.cli, { data: dir }, ['--workers', String(SERVE_WORKERS)]),
+    startServe(ctx.cli, {}, ['--allow-http-host', host, '--allow-private']),
+  ]);
+  return { nginx, serve, serveHttp };
 }
 
 async function stopAll(s: Servers): Promise<void> {
-  await Promise.all([s.nginx.stop(), s.serve.stop()]);
+  await Promise.all([s.nginx.stop(), s.serve.stop(), s.serveHttp.stop()]);
 }
 
 /** Every client mode over the same names; `nginxUrl`/`serveUrl` may be proxies adding delay. */
@@ -153,9 +160,9 @@ async function measureCell(ctx: PaperCtx, s: Servers, names: string[], size: num
     return { run: () => individualGets(objectUrls, sizes, p, agent), close: () => agent.close() };
   };
   const streamed =
-    (req: MossReq, bucket?: string, streams = 1) =>
+    (req: MossReq, bucket?: string, streams = 1, endpoint = urls.serve) =>
     (): Runner => {
-      const client = streams === 1 ? new BatchStreamClient(urls.serve, { bucket }) : new ParallelBatchClient(urls.serve, { bucket }, { streams });
+      const client = streams === 1 ? new BatchStreamClient(endpoint, { bucket }) : new ParallelBatchClient(endpoint, { bucket }, { streams });
       return { run: () => batchStream(client, req, sizes), close: async () => client.close() };
     };
   const fileRoot: MossReq = { in: names.map((objname) => ({ objname })), strm: true };
@@ -164,7 +171,7 @@ async function measureCell(ctx: PaperCtx, s: Servers, names: string[], size: num
     ...PARALLEL.map((p): [Mode, () => Runner] => [`${p}-way` as Mode, gets(p)]),
     ['batch (file root)', streamed(fileRoot, 'data')],
     // The http provider reads nginx directly (no delay): storage node to storage node.
-    ['batch (http from nginx)', streamed({ in: names.map((n) => ({ uri: `${s.nginx.url}/${n}` })), strm: true })],
+    ['batch (http from nginx)', streamed({ in: names.map((n) => ({ uri: `${s.nginx.url}/${n}` })), strm: true }, undefined, 1, s.serveHttp.url)],
     [
       'batch (file root), undici',
       () => {
