@@ -48,7 +48,7 @@ const SHARD_MEMBER_AT = 0.75; // extract the member 75% into the shard, so a ful
 const SHARD_OVERHEAD_TARGET_MIB = 1; // acceptance: bytes read beyond the member stay under 1 MiB
 const ZIP_REPEATS_MAX = 3; // zip -0 of 1 GiB takes ~5 s a run; the spread is small
 const TGZ_REPEATS_MAX = 2; // gzip -1 runs at ~40 MiB/s here: each repeat of 1 GiB costs ~50 s
-const REMOTE_REPEATS_MAX = 2; // each repeat is 4 child processes per size (ours, 3 clients), each timing a fresh and a warm run; s3rver serves ~300 objects/s
+const REMOTE_REPEATS_MAX = 2; // each repeat is 4 child processes per size (ours, 3 clients), each timing a fresh and a warm run; s3rver serves ~300 objects/s; quick runs take one
 const DISK_SLACK = 1 << 30; // free space to leave after generating data
 const COMMAND_TIMEOUT_MS = 180_000; // one command; a hung run fails the bench instead of hanging it
 const BUCKET = 'data'; // the --root name, so archive entries are data/<name>
@@ -360,7 +360,7 @@ async function main(): Promise<void> {
   const scale = args.quick ? { counts: [100, 1_000, 10_000], payloadBytes: 256 << 20 } : { counts: [100, 1_000, 10_000, 100_000], payloadBytes: 1 << 30 };
   await run('rss-scale', () => rssScaleCase({ work: ctx.work, repo: REPO, repeats: Math.min(ctx.repeats, RSS_REPEATS_MAX), slack: DISK_SLACK, ...scale }));
   await run('lhotse', () => lhotseCase({ work: ctx.work, repo: REPO, repeats: args.quick ? 1 : Math.min(ctx.repeats, 3), cuts: size.cuts, recordings: size.recordings }));
-  const remote = { work: ctx.work, repeats: Math.min(ctx.repeats, REMOTE_REPEATS_MAX), count: size.remote, repo: REPO, slack: DISK_SLACK, sizes: args.quick ? [10 << 10, 1 << 20] : undefined, warmSeconds: args.quick ? 0.25 : 1 };
+  const remote = { work: ctx.work, repeats: args.quick ? 1 : Math.min(ctx.repeats, REMOTE_REPEATS_MAX), count: size.remote, repo: REPO, slack: DISK_SLACK, sizes: args.quick ? [10 << 10, 1 << 20] : undefined, warmSeconds: args.quick ? 0.25 : 1 };
   await run('remote-s3', () => s3Case(remote));
   if (want('remote-http') && nginxBinary() === undefined) process.stderr.write("remote-http: 'nginx' is not installed (Debian package nginx), skipping\n");
   else await run('remote-http', () => httpCase(remote));
