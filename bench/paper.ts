@@ -139,11 +139,17 @@ interface Servers {
 async function startAll(ctx: PaperCtx, dir: string): Promise<Servers> {
   const nginx = await startNginx(dir, ctx.work);
   const host = `127.0.0.1:${nginx.port}`;
-  const [serve, serveHttp] = await Promise.all([
+  const started = await Promise.allSettled([
     startServe(ctx.cli, { data: dir }, ['--workers', String(SERVE_WORKERS)]),
     startServe(ctx.cli, {}, ['--allow-http-host', host, '--allow-private']),
   ]);
-  return { nginx, serve, serveHttp };
+  const [serve, serveHttp] = started;
+  if (serve.status === 'rejected' || serveHttp.status === 'rejected') {
+    // What did start must not outlive the bench.
+    await Promise.all([nginx.stop(), ...started.map((r) => (r.status === 'fulfilled' ? r.value.stop() : undefined))]);
+    throw serve.status === 'rejected' ? serve.reason : (serveHttp as PromiseRejectedResult).reason;
+  }
+  return { nginx, serve: serve.value, serveHttp: serveHttp.value };
 }
 
 async function stopAll(s: Servers): Promise<void> {
