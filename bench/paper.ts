@@ -144,12 +144,10 @@ async function startAll(ctx: PaperCtx, dir: string): Promise<Servers> {
     startServe(ctx.cli, {}, ['--allow-http-host', host, '--allow-private']),
   ]);
   const [serve, serveHttp] = started;
-  if (serve.status === 'rejected' || serveHttp.status === 'rejected') {
-    // What did start must not outlive the bench.
-    await Promise.all([nginx.stop(), ...started.map((r) => (r.status === 'fulfilled' ? r.value.stop() : undefined))]);
-    throw serve.status === 'rejected' ? serve.reason : (serveHttp as PromiseRejectedResult).reason;
-  }
-  return { nginx, serve: serve.value, serveHttp: serveHttp.value };
+  if (serve.status === 'fulfilled' && serveHttp.status === 'fulfilled') return { nginx, serve: serve.value, serveHttp: serveHttp.value };
+  // What did start must not outlive the bench.
+  await Promise.all([nginx.stop(), ...started.map((r) => (r.status === 'fulfilled' ? r.value.stop() : undefined))]);
+  throw started.find((r): r is PromiseRejectedResult => r.status === 'rejected')!.reason;
 }
 
 async function stopAll(s: Servers): Promise<void> {
