@@ -6,7 +6,7 @@
  * archive even if the consumer ignores the stream error. Then the stream errors.
  */
 import { Readable } from 'node:stream';
-import { readChunks } from '../sources/chunks.js';
+import { readChunks, smallBodies } from '../sources/chunks.js';
 import { OjsError, abortedError } from '../spec/errors.js';
 import { failAfterDrain } from './fail.js';
 import { BLOCK_SIZE, encodeHeaders, padding } from './tar-header.js';
@@ -119,6 +119,8 @@ export class TarWriter implements ArchiveWriter {
       this.staged ??= readChunks.take();
       chunk.copy(this.staged, this.stagedBytes);
       this.stagedBytes += chunk.length;
+      // Copied, a small body's piece is done with (the engine hands bodies over; see ChunkPool.give).
+      smallBodies.give(chunk);
       if (this.stagedBytes < this.staged.length) return;
       chunk = this.staged;
       this.staged = undefined;

@@ -10,10 +10,9 @@ import { Readable } from 'node:stream';
 import { OjsError, abortedError, throwIfAborted, type ErrorContext } from '../spec/errors.js';
 import { resolveRange, type ResolvedRange } from '../spec/range.js';
 import { objectNameProblem } from '../spec/uri.js';
-import { readChunks } from './chunks.js';
+import { readChunks, smallBodies } from './chunks.js';
 import type { ListedObject, ObjectRef, ObjectSource, ObjectStat, OpenOptions, OpenedObject, SourceCapabilities } from './types.js';
 
-const SLAB_SIZE = 1 << 20; // small bodies are carved from slabs of this size: one allocation for many files
 const SLAB_PIECE_MAX = 64 << 10; // bodies up to this size come from a slab; bigger ones (and reads) from the read chunks
 const SYNC_READ_MAX = 256 << 10; // bodies up to this size are read at open, synchronously (see below)
 const DIR_CACHE_TTL_MS = 1000; // how long a directory's resolved real path is trusted
@@ -410,23 +409,11 @@ function fstatAsync(fd: number, ref: ObjectRef): Promise<fs.Stats> {
   return new Promise((res, rej) => fs.fstat(fd, (e, s) => (e ? rej(fsError(e, ref)) : res(s))));
 }
 
-let slab = Buffer.allocUnsafe(0);
-let slabUsed = 0;
-
-/**
- * Memory for a small body. Allocating each file's buffer on its own costs more than reading it;
- * a slab is freed once every body carved from it is gone (bodies are short-lived).
- */
+/** Memory for a small body: a piece of a slab, or a read chunk (which the consumer may give back). */
 function bodyBuffer(n: number): Buffer {
-  // Bigger ones come from the read chunks, which the consumer may give back.
+  if (n === 0) return Buffer.alloc(0);
   if (n > SLAB_PIECE_MAX) return n <= readChunks.chunkBytes ? readChunks.take(n) : Buffer.allocUnsafe(n);
-  if (slabUsed + n > slab.length) {
-    slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
-    slabUsed = 0;
-  }
-  const b = slab.subarray(slabUsed, slabUsed + n);
-  slabUsed += (n + 7) & ~7; // keep pieces 8-byte aligned
-  return b;
+  return smallBodies.take(n);
 }
 
 /** Reads exactly range.length bytes, or fails if the file is shorter than its stat said. */

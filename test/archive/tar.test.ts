@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TarWriter } from '../../src/archive/tar.js';
 import { encodeHeaders } from '../../src/archive/tar-header.js';
-import { readChunks } from '../../src/sources/chunks.js';
+import { readChunks, smallBodies } from '../../src/sources/chunks.js';
 import { OjsError } from '../../src/spec/errors.js';
 import { gnuTarList, pythonTarMembers, run, sha256, tmpDir } from '../helpers/tools.js';
 
@@ -53,6 +53,30 @@ describe('TAR writer', () => {
     fs.closeSync(out);
     expect(total).toBeGreaterThan(2);
     expect(owned).toBe(total - 1); // all but the end-of-archive blocks
+    const members = await pythonTarMembers(file);
+    expect(members.map((m) => [m.name, m.sha256])).toEqual(entries.map((e) => [e.name, sha256(e.data)]));
+  });
+
+  it('gives the slab pieces of small bodies back once copied: 6 MB of them reuse one or two slabs, byte-exact', async () => {
+    const entries = Array.from({ length: 3000 }, (_, i) => ({ name: `p/${i}.bin`, data: randomBytes(1 + ((i * 7919) % 4000)) }));
+    const w = new TarWriter();
+    const file = path.join(dir, 'slabs.tar');
+    const out = fs.openSync(file, 'w');
+    w.output.on('data', (c: Buffer) => {
+      fs.writeSync(out, c);
+      readChunks.give(c);
+    });
+    const ended = new Promise((resolve) => w.output.once('end', resolve));
+    const before = smallBodies.allocated;
+    for (const e of entries) {
+      const piece = smallBodies.take(e.data.length);
+      e.data.copy(piece);
+      await w.add({ name: e.name, size: piece.length }, [piece], signal);
+    }
+    await w.finalize();
+    await ended;
+    fs.closeSync(out);
+    expect(smallBodies.allocated - before).toBeLessThanOrEqual(2);
     const members = await pythonTarMembers(file);
     expect(members.map((m) => [m.name, m.sha256])).toEqual(entries.map((e) => [e.name, sha256(e.data)]));
   });

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { setImmediate as turn } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { ChunkPool, chunksOf } from '../../src/sources/chunks.js';
+import { ChunkPool, SlabPool, chunksOf } from '../../src/sources/chunks.js';
 
 describe('ChunkPool', () => {
   it('hands out chunks of its size and reuses the ones given back', () => {
@@ -83,6 +83,65 @@ describe('ChunkPool', () => {
     const hs = Array.from({ length: 5 }, () => halves.take(32));
     for (const h of hs) halves.give(h);
     expect(halves.freeCount).toBe(4);
+  });
+});
+
+describe('SlabPool', () => {
+  it('carves 8-byte aligned pieces that do not overlap while they are out', () => {
+    const pool = new SlabPool(64, 2);
+    const a = pool.take(5);
+    const b = pool.take(16);
+    const c = pool.take(8);
+    expect([a.length, b.length, c.length]).toEqual([5, 16, 8]);
+    expect(a.buffer).toBe(b.buffer);
+    expect([a.byteOffset, b.byteOffset, c.byteOffset]).toEqual([0, 8, 24]);
+    // The next piece does not fit what is left (32 + 40 > 64): a new slab.
+    const d = pool.take(40);
+    expect(d.buffer).not.toBe(a.buffer);
+    expect(pool.allocated).toBe(2);
+    expect(() => pool.take(0)).toThrow(RangeError);
+    expect(() => pool.take(65)).toThrow(RangeError);
+  });
+
+  it('reuses a slab only once every piece of it came back', () => {
+    const pool = new SlabPool(64, 2);
+    const a = pool.take(32);
+    const b = pool.take(32);
+    const c = pool.take(32); // a second slab; the first is left behind with two pieces out
+    pool.give(a);
+    pool.give(a); // twice: ignored, or b's memory would be handed out while b is out
+    pool.give(a.subarray(0, 8)); // a view: ignored
+    pool.give(Buffer.alloc(32)); // foreign: ignored
+    expect(pool.take(32).buffer).toBe(c.buffer); // the second slab's rest
+    const e = pool.take(32); // neither slab has room, none is free: a third
+    expect(e.buffer).not.toBe(a.buffer);
+    expect(pool.allocated).toBe(3);
+    pool.give(b); // the first slab is whole again
+    const f = pool.take(40); // more than the third slab has left
+
+    expect(f.buffer).toBe(a.buffer);
+    expect(f.byteOffset).toBe(0);
+    expect(pool.allocated).toBe(3);
+  });
+
+  it('starts over in the slab it carves from once all its pieces came back', () => {
+    const pool = new SlabPool(64, 2);
+    for (let i = 0; i < 100; i++) {
+      const p = pool.take(24);
+      expect(p.byteOffset).toBe(0);
+      pool.give(p);
+    }
+    expect(pool.allocated).toBe(1);
+  });
+
+  it('keeps at most keepMax free slabs', () => {
+    const pool = new SlabPool(16, 1);
+    const pieces = Array.from({ length: 4 }, () => pool.take(16)); // four slabs
+    for (const p of pieces) pool.give(p);
+    // The last one is current (starts over); of the three left behind one is kept.
+    const again = Array.from({ length: 3 }, () => pool.take(16));
+    expect(pool.allocated).toBe(5);
+    expect(new Set(again.map((p) => p.buffer)).size).toBe(3);
   });
 });
 
