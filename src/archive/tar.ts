@@ -121,14 +121,20 @@ export class TarWriter implements ArchiveWriter {
       this.stagedBytes += chunk.length;
       // Copied, a small body's piece is done with (the engine hands bodies over; see ChunkPool.give).
       smallBodies.give(chunk);
-      if (this.stagedBytes < this.staged.length) return;
-      chunk = this.staged;
-      this.staged = undefined;
-      this.stagedBytes = 0;
+      if (this.stagedBytes === this.staged.length) {
+        chunk = this.staged;
+        this.staged = undefined;
+        this.stagedBytes = 0;
+        this.output.push(chunk);
+      }
     } else {
       this.flushStaged();
+      this.output.push(chunk);
     }
-    if (this.output.push(chunk)) return;
+    // The output's length, not one push's answer: staged chunks are pushed from several places,
+    // and a writer that only heeded its own pushes ran a whole batch of small entries ahead of a
+    // consumer that had stopped reading (1,000 x 10 KiB: all 11 MB buffered).
+    if (this.output.readableLength < OUTPUT_HIGH_WATER) return;
     await new Promise<void>((resolve) => {
       const onAbort = () => resolve();
       signal.addEventListener('abort', onAbort, { once: true });

@@ -144,6 +144,31 @@ describe('TAR writer', () => {
     expect(resolved).toBe(true);
   });
 
+  it('waits for a consumer that does not read when the entries are small (coalesced into shared chunks) too', async () => {
+    const w = new TarWriter();
+    const body = Buffer.alloc(10 << 10, 7);
+    let added = 0;
+    const adding = (async () => {
+      for (let i = 0; i < 1000; i++) {
+        await w.add({ name: `s/${i}`, size: body.length }, [body], signal);
+        added++;
+      }
+      await w.finalize();
+    })();
+    await new Promise((r) => setTimeout(r, 200));
+    // 1000 entries are ~11 MB; about two output chunks' worth (~50 entries) may go ahead.
+    expect(added).toBeLessThan(100);
+    expect(w.output.readableLength).toBeLessThanOrEqual(1 << 20);
+    const got = await new Promise<number>((resolve) => {
+      let n = 0;
+      w.output.on('data', (c: Buffer) => (n += c.length));
+      w.output.once('end', () => resolve(n));
+    });
+    await adding;
+    expect(added).toBe(1000);
+    expect(got).toBe(1000 * (512 + (10 << 10)) + 1024);
+  });
+
   it('encodes sizes of 8 GiB and more in the base-256 field, as Python reads it', async () => {
     const size = 9 * 2 ** 30 + 123;
     const file = path.join(dir, 'header.bin');
