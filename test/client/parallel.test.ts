@@ -184,10 +184,12 @@ describe('ParallelBatchClient', () => {
     expect(server.app.ojs.batches.size).toBe(0);
   });
 
-  it('unsized: 8 entries first; from its first header (or, for a PAX one, the whole part) the rest of a small batch follows on the same connection, a big one is cut over both', async () => {
-    const cases: [string[], number, number, number][] = [
+  it('unsized: 8 entries first; from its first header (or, for a PAX one, the whole part) the rest of a small batch follows on the same connection, a big one (in bytes or entries) is cut over both', async () => {
+    const cases: [string[], number | undefined, number, number][] = [
       // entries, splitMinBytes, connections, parts
       [Array.from({ length: 300 }, () => 'a4k.bin'), 32 << 20, 1, 2], // 1.2 MiB: the rest in one part
+      [Array.from({ length: 600 }, () => 'a4k.bin'), undefined, 2, 3], // 2.4 MiB, but 512 entries or more: one part per stream
+      [Array.from({ length: 300 }, () => 'mid.bin'), undefined, 2, 3], // 86 MiB, over the default 64
       [Array.from({ length: 300 }, () => 'mid.bin'), 256 << 20, 1, 2], // 86 MiB, under the default
       [Array.from({ length: 300 }, () => 'mid.bin'), 32 << 20, 2, 3], // over: one part per stream (84 MiB of rest)
       [[`${'long-'.repeat(30)}.bin`, ...Array.from({ length: 299 }, () => 'mid.bin')], 32 << 20, 2, 3],
@@ -195,7 +197,7 @@ describe('ParallelBatchClient', () => {
     ];
     for (const [list, splitMinBytes, conns, parts] of cases) {
       const r = req(list);
-      const client = new ParallelBatchClient(server.url, { bucket: 'data' }, { streams: 2, splitMinBytes });
+      const client = new ParallelBatchClient(server.url, { bucket: 'data' }, { streams: 2, ...(splitMinBytes === undefined ? {} : { splitMinBytes }) });
       const got: Buffer[] = [];
       const logged = server.log.length;
       const { connections } = await counting(async () => {
