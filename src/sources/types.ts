@@ -62,7 +62,10 @@ export interface OpenedObject {
   body: Readable;
   /**
    * The same bytes `body` would deliver, when the source already holds all of them in memory
-   * (small local reads). A consumer that takes these never touches `body`.
+   * (small local reads). A consumer that takes these never touches `body`. They are handed over,
+   * like a body's chunks: the one consumer may give them back for reuse once done (the TAR writer
+   * does, for the file source's slab pieces), so a source or layer must not hand the same buffer
+   * out twice or keep reading it (a cache keeps a copy).
    */
   bytes?: Buffer;
 }

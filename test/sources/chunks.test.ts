@@ -118,7 +118,6 @@ describe('SlabPool', () => {
     expect(pool.allocated).toBe(3);
     pool.give(b); // the first slab is whole again
     const f = pool.take(40); // more than the third slab has left
-
     expect(f.buffer).toBe(a.buffer);
     expect(f.byteOffset).toBe(0);
     expect(pool.allocated).toBe(3);
