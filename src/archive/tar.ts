@@ -119,8 +119,11 @@ export class TarWriter implements ArchiveWriter {
       this.staged ??= readChunks.take();
       chunk.copy(this.staged, this.stagedBytes);
       this.stagedBytes += chunk.length;
-      // Copied, a small body's piece is done with (the engine hands bodies over; see ChunkPool.give).
+      // Copied, the piece is done with (the engine hands bodies over; see ChunkPool.give): a small
+      // file's slab piece, or the short end of a network body's read chunk, which was otherwise
+      // lost to the pool (1 MiB objects from nginx, a fresh process: ~200 of 400 chunks).
       smallBodies.give(chunk);
+      readChunks.give(chunk);
       if (this.stagedBytes === this.staged.length) {
         chunk = this.staged;
         this.staged = undefined;

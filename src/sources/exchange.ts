@@ -12,6 +12,7 @@ import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { OjsError, abortedError } from '../spec/errors.js';
 import { ChunkFiller, joinPieces } from './chunks.js';
+import { FedReadable } from './relay.js';
 
 const UNCLAIMED_MAX = 256 << 10; // bytes held for a body nobody has claimed yet before the socket is paused
 const STREAM_HIGH_WATER = 256 << 10; // a streamed body's buffer: one read chunk of the pool (chunks.ts)
@@ -120,27 +121,16 @@ export class ExchangeBody implements Dispatcher.DispatchHandler {
 
   /** The body as a stream, paced by its consumer, in read chunks of the shared pool (ChunkFiller). */
   stream(): Readable {
-    const r = new Readable({
-      highWaterMark: STREAM_HIGH_WATER,
-      read: () => this.controller?.resume(),
-      destroy: (err, cb) => {
-        filler.close();
-        if (!this.done) this.abort(err ?? new OjsError('Aborted', 'the body was closed before its end'));
-        cb(err);
-      },
-    });
-    const filler = new ChunkFiller((c) => {
-      if (!r.push(c)) this.controller?.pause();
-    });
+    const r = new StreamedBody(this);
     this.claim({
-      data: (c) => filler.add(c),
+      data: (c) => r.filler.add(c),
       end: () => {
-        filler.flush();
+        r.filler.flush();
         r.push(null);
       },
       error: (e) => {
         // What arrived before the break is delivered, so that a resume starts where it ended.
-        filler.flush();
+        r.filler.flush();
         r.destroy(e);
       },
     });
@@ -153,8 +143,18 @@ export class ExchangeBody implements Dispatcher.DispatchHandler {
   }
 
   /** Closes the request (and its socket, if the response is not complete). */
-  destroy(): void {
-    if (!this.done) this.abort(new OjsError('Aborted', 'the body is not wanted'));
+  destroy(e?: Error): void {
+    if (!this.done) this.abort(e ?? new OjsError('Aborted', 'the body is not wanted'));
+  }
+
+  /** Lets the socket deliver (again). */
+  resume(): void {
+    this.controller?.resume();
+  }
+
+  /** Stops reading the socket; what undici has already read still arrives. */
+  pause(): void {
+    this.controller?.pause();
   }
 
   private claim(sink: Sink): void {
@@ -189,5 +189,30 @@ export class ExchangeBody implements Dispatcher.DispatchHandler {
 
   private finish(): void {
     this.signal.removeEventListener('abort', this.onAbort);
+  }
+}
+
+/** A streamed body: the socket is paused whenever the buffer is full or the consumer paused. */
+class StreamedBody extends FedReadable {
+  readonly filler = new ChunkFiller((c) => {
+    if (!this.push(c)) this.source.pause();
+  });
+
+  constructor(private readonly source: ExchangeBody) {
+    super({ highWaterMark: STREAM_HIGH_WATER });
+  }
+
+  protected feed(): void {
+    this.source.resume();
+  }
+
+  protected stopFeed(): void {
+    this.source.pause();
+  }
+
+  override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
+    this.filler.close();
+    this.source.destroy(err ?? new OjsError('Aborted', 'the body was closed before its end'));
+    cb(err);
   }
 }

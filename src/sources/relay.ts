@@ -16,6 +16,8 @@ const RELAY_HIGH_WATER = 64 << 10; // bytes a relay holds before it pauses its i
 export interface RelayTap {
   /** The consumer wants more bytes (a read reached the inner stream). */
   read?(): void;
+  /** The consumer paused: it wants no bytes until the next read. */
+  pause?(): void;
   /** A chunk of this many bytes was passed on. */
   chunk?(bytes: number): void;
   /** The body failed with `e`: returns the error to fail with instead (context), or nothing. */
@@ -24,7 +26,53 @@ export interface RelayTap {
   close?(err: Error | null, ended: boolean): void;
 }
 
-export class Relay extends Readable {
+/**
+ * A Readable fed by something it can stop: pausing it stops the feed at once, and the reads Node
+ * makes to fill the buffer up to the high-water mark (it makes them even while paused) do not
+ * restart it. Left to backpressure alone, every stream of a chain took one more chunk before
+ * pausing the one that feeds it, so a batch's paused bodies each held a chunk per stage (1 MiB
+ * objects over HTTP, 64 bodies open: ~40 MiB beyond the read-ahead window).
+ */
+export abstract class FedReadable extends Readable {
+  private held = false; // paused by its consumer, not merely full
+
+  /** More bytes are wanted: let the feed go on. */
+  protected abstract feed(): void;
+  /** The consumer paused: stop the feed. */
+  protected abstract stopFeed(): void;
+
+  override pause(): this {
+    this.held = true;
+    super.pause();
+    this.stopFeed();
+    return this;
+  }
+
+  override resume(): this {
+    const held = this.held;
+    this.held = false;
+    super.resume();
+    // A read that came while held fed nothing, and Node asks again only after a push.
+    if (held) this.feed();
+    return this;
+  }
+
+  override read(n?: number): unknown {
+    // A consumer's own read (Node's read-ahead reads 0 bytes) wants bytes, paused or not: an
+    // async iterator over a paused stream never calls resume().
+    if (n !== 0 && this.held) {
+      this.held = false;
+      this.feed();
+    }
+    return super.read(n);
+  }
+
+  override _read(): void {
+    if (!this.held) this.feed();
+  }
+}
+
+export class Relay extends FedReadable {
   protected inner: Readable | undefined;
   private taps: RelayTap[] = [];
   private readonly handlers: {
@@ -100,9 +148,14 @@ export class Relay extends Readable {
     this.fail(e);
   }
 
-  override _read(): void {
+  protected feed(): void {
     for (const t of this.taps) t.read?.();
     this.inner?.resume();
+  }
+
+  protected stopFeed(): void {
+    for (const t of this.taps) t.pause?.();
+    this.inner?.pause();
   }
 
   override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {

@@ -81,6 +81,32 @@ describe('TAR writer', () => {
     expect(members.map((m) => [m.name, m.sha256])).toEqual(entries.map((e) => [e.name, sha256(e.data)]));
   });
 
+  it('gives back the short read chunks it copies (the end of a network body): 2,000 of them reuse a few chunks, byte-exact', async () => {
+    const entries = Array.from({ length: 2000 }, (_, i) => ({ name: `n/${i}.bin`, data: randomBytes(1 + ((i * 7919) % 20_000)) }));
+    const w = new TarWriter();
+    const file = path.join(dir, 'short-chunks.tar');
+    const out = fs.openSync(file, 'w');
+    w.output.on('data', (c: Buffer) => {
+      fs.writeSync(out, c);
+      readChunks.give(c);
+    });
+    const ended = new Promise((resolve) => w.output.once('end', resolve));
+    const before = readChunks.allocated;
+    for (const e of entries) {
+      // As ChunkFiller hands on a body's last, part-filled chunk: a view of a pool chunk.
+      const chunk = readChunks.take();
+      e.data.copy(chunk);
+      await w.add({ name: e.name, size: e.data.length }, [readChunks.viewOf(chunk, e.data.length)], signal);
+    }
+    await w.finalize();
+    await ended;
+    fs.closeSync(out);
+    // Not given back, every entry took a fresh 256 KiB chunk (2,000 of them, 500 MiB).
+    expect(readChunks.allocated - before).toBeLessThanOrEqual(4);
+    const members = await pythonTarMembers(file);
+    expect(members.map((m) => [m.name, m.sha256])).toEqual(entries.map((e) => [e.name, sha256(e.data)]));
+  });
+
   it('writes names of every length and script, read back byte-exact by GNU tar and Python', async () => {
     const names = [
       'short.bin',

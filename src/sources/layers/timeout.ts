@@ -93,7 +93,8 @@ export class TimeoutLayer extends Forward {
 
 /**
  * Fails `body` when no byte comes for `idleMs` while its consumer waits: armed on a read,
- * disarmed by the next chunk, so a paused consumer never trips it.
+ * disarmed by the next chunk or a pause (which stops the upstream too), so a paused consumer
+ * never trips it.
  */
 function idleTap(body: Relay, idleMs: number, link: LinkedAbort, context: ErrorContext): RelayTap {
   let timer: NodeJS.Timeout | undefined;
@@ -113,6 +114,7 @@ function idleTap(body: Relay, idleMs: number, link: LinkedAbort, context: ErrorC
       }, idleMs);
     },
     chunk: disarm,
+    pause: disarm,
     close: () => {
       disarm();
       link.dispose();
