@@ -5,6 +5,8 @@ export { SourceRegistry, type SourcesConfig } from './sources/registry.js';
 export { FileSource, type FileSourceOptions } from './sources/file.js';
 // A consumer done with an archive chunk may give it back (serve and the CLI do): no garbage to collect.
 export { ChunkPool, readChunks } from './sources/chunks.js';
+// For sources of your own: a body built on another stream, whose pause() stops the one beneath.
+export { FedReadable, Relay, type RelayTap } from './sources/relay.js';
 export * from './archive/index.js';
 export * from './batch/index.js';
 export { getBatch, type ReceivedEntry } from './client/entries.js';

@@ -8,7 +8,10 @@ import type { Provider } from '../spec/uri.js';
  * - the signal is required, and aborting it closes the upstream request and the body;
  * - no retries, sleeps or timeouts here (layers do that);
  * - `open` resolves once headers arrive, with the exact byte count the body will deliver; the
- *   body fails (never ends early) if the upstream delivers fewer bytes.
+ *   body fails (never ends early) if the upstream delivers fewer bytes;
+ * - a paused body stops reading upstream at once, holding at most about one chunk: the engine
+ *   keeps up to 64 bodies open and paused while its window is full (Relay and FedReadable in
+ *   relay.ts do this for a stream built on another).
  */
 export interface ObjectSource {
   readonly provider: Provider;
