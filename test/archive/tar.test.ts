@@ -31,6 +31,27 @@ function* chunks(b: Buffer, n: number): Generator<Buffer> {
   for (let i = 0; i < b.length; i += n) yield b.subarray(i, i + n);
 }
 
+/** A TAR writer into `name`, whose consumer gives every chunk back once written; `end` finishes it. */
+function recyclingTar(name: string): { w: TarWriter; file: string; end: () => Promise<void> } {
+  const w = new TarWriter();
+  const file = path.join(dir, name);
+  const out = fs.openSync(file, 'w');
+  w.output.on('data', (c: Buffer) => {
+    fs.writeSync(out, c);
+    readChunks.give(c);
+  });
+  const ended = new Promise((resolve) => w.output.once('end', resolve));
+  return {
+    w,
+    file,
+    end: async () => {
+      await w.finalize();
+      await ended;
+      fs.closeSync(out);
+    },
+  };
+}
+
 describe('TAR writer', () => {
   it('packs small entries into read chunks; a consumer that gives each back after writing it still gets a byte-exact archive', async () => {
     const entries = Array.from({ length: 400 }, (_, i) => ({ name: `s/${i}.bin`, data: randomBytes(1 + ((i * 997) % 3000)) }));
@@ -59,23 +80,14 @@ describe('TAR writer', () => {
 
   it('gives the slab pieces of small bodies back once copied: 6 MB of them reuse one or two slabs, byte-exact', async () => {
     const entries = Array.from({ length: 3000 }, (_, i) => ({ name: `p/${i}.bin`, data: randomBytes(1 + ((i * 7919) % 4000)) }));
-    const w = new TarWriter();
-    const file = path.join(dir, 'slabs.tar');
-    const out = fs.openSync(file, 'w');
-    w.output.on('data', (c: Buffer) => {
-      fs.writeSync(out, c);
-      readChunks.give(c);
-    });
-    const ended = new Promise((resolve) => w.output.once('end', resolve));
+    const { w, file, end } = recyclingTar('slabs.tar');
     const before = smallBodies.allocated;
     for (const e of entries) {
       const piece = smallBodies.take(e.data.length);
       e.data.copy(piece);
       await w.add({ name: e.name, size: piece.length }, [piece], signal);
     }
-    await w.finalize();
-    await ended;
-    fs.closeSync(out);
+    await end();
     expect(smallBodies.allocated - before).toBeLessThanOrEqual(2);
     const members = await pythonTarMembers(file);
     expect(members.map((m) => [m.name, m.sha256])).toEqual(entries.map((e) => [e.name, sha256(e.data)]));
@@ -83,14 +95,7 @@ describe('TAR writer', () => {
 
   it('gives back the short read chunks it copies (the end of a network body): 2,000 of them reuse a few chunks, byte-exact', async () => {
     const entries = Array.from({ length: 2000 }, (_, i) => ({ name: `n/${i}.bin`, data: randomBytes(1 + ((i * 7919) % 20_000)) }));
-    const w = new TarWriter();
-    const file = path.join(dir, 'short-chunks.tar');
-    const out = fs.openSync(file, 'w');
-    w.output.on('data', (c: Buffer) => {
-      fs.writeSync(out, c);
-      readChunks.give(c);
-    });
-    const ended = new Promise((resolve) => w.output.once('end', resolve));
+    const { w, file, end } = recyclingTar('short-chunks.tar');
     const before = readChunks.allocated;
     for (const e of entries) {
       // As ChunkFiller hands on a body's last, part-filled chunk: a view of a pool chunk.
@@ -98,9 +103,7 @@ describe('TAR writer', () => {
       e.data.copy(chunk);
       await w.add({ name: e.name, size: e.data.length }, [readChunks.viewOf(chunk, e.data.length)], signal);
     }
-    await w.finalize();
-    await ended;
-    fs.closeSync(out);
+    await end();
     // Not given back, every entry took a fresh 256 KiB chunk (2,000 of them, 500 MiB).
     expect(readChunks.allocated - before).toBeLessThanOrEqual(4);
     const members = await pythonTarMembers(file);
