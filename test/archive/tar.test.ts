@@ -31,13 +31,17 @@ function* chunks(b: Buffer, n: number): Generator<Buffer> {
   for (let i = 0; i < b.length; i += n) yield b.subarray(i, i + n);
 }
 
-/** A TAR writer into `name`, whose consumer gives every chunk back once written; `end` finishes it. */
-function recyclingTar(name: string): { w: TarWriter; file: string; end: () => Promise<void> } {
+/**
+ * A TAR writer into `name`, whose consumer gives every chunk back once written (the writer's next
+ * chunk may reuse that memory); `seen` looks at each chunk first; `end` finishes it.
+ */
+function recyclingTar(name: string, seen?: (c: Buffer) => void): { w: TarWriter; file: string; end: () => Promise<void> } {
   const w = new TarWriter();
   const file = path.join(dir, name);
   const out = fs.openSync(file, 'w');
   w.output.on('data', (c: Buffer) => {
     fs.writeSync(out, c);
+    seen?.(c);
     readChunks.give(c);
   });
   const ended = new Promise((resolve) => w.output.once('end', resolve));
@@ -52,30 +56,26 @@ function recyclingTar(name: string): { w: TarWriter; file: string; end: () => Pr
   };
 }
 
+/** Python's tarfile reads `file` as exactly `entries`, in order, byte-exact. */
+async function expectMembers(file: string, entries: { name: string; data: Buffer }[]): Promise<void> {
+  const members = await pythonTarMembers(file);
+  expect(members.map((m) => [m.name, m.sha256])).toEqual(entries.map((e) => [e.name, sha256(e.data)]));
+}
+
 describe('TAR writer', () => {
   it('packs small entries into read chunks; a consumer that gives each back after writing it still gets a byte-exact archive', async () => {
     const entries = Array.from({ length: 400 }, (_, i) => ({ name: `s/${i}.bin`, data: randomBytes(1 + ((i * 997) % 3000)) }));
-    const w = new TarWriter();
-    const file = path.join(dir, 'recycled.tar');
-    const out = fs.openSync(file, 'w');
     let owned = 0;
     let total = 0;
-    w.output.on('data', (c: Buffer) => {
-      fs.writeSync(out, c);
+    const { w, file, end } = recyclingTar('recycled.tar', (c) => {
       total++;
       if (readChunks.owns(c)) owned++;
-      // Given back at once: the writer's next chunk may reuse this memory.
-      readChunks.give(c);
     });
-    const ended = new Promise((resolve) => w.output.once('end', resolve));
     for (const e of entries) await w.add({ name: e.name, size: e.data.length }, [e.data], signal);
-    await w.finalize();
-    await ended;
-    fs.closeSync(out);
+    await end();
     expect(total).toBeGreaterThan(2);
     expect(owned).toBe(total - 1); // all but the end-of-archive blocks
-    const members = await pythonTarMembers(file);
-    expect(members.map((m) => [m.name, m.sha256])).toEqual(entries.map((e) => [e.name, sha256(e.data)]));
+    await expectMembers(file, entries);
   });
 
   it('gives the slab pieces of small bodies back once copied: 6 MB of them reuse one or two slabs, byte-exact', async () => {
@@ -89,8 +89,7 @@ describe('TAR writer', () => {
     }
     await end();
     expect(smallBodies.allocated - before).toBeLessThanOrEqual(2);
-    const members = await pythonTarMembers(file);
-    expect(members.map((m) => [m.name, m.sha256])).toEqual(entries.map((e) => [e.name, sha256(e.data)]));
+    await expectMembers(file, entries);
   });
 
   it('gives back the short read chunks it copies (the end of a network body): 2,000 of them reuse a few chunks, byte-exact', async () => {
@@ -106,8 +105,7 @@ describe('TAR writer', () => {
     await end();
     // Not given back, every entry took a fresh 256 KiB chunk (2,000 of them, 500 MiB).
     expect(readChunks.allocated - before).toBeLessThanOrEqual(4);
-    const members = await pythonTarMembers(file);
-    expect(members.map((m) => [m.name, m.sha256])).toEqual(entries.map((e) => [e.name, sha256(e.data)]));
+    await expectMembers(file, entries);
   });
 
   it('writes names of every length and script, read back byte-exact by GNU tar and Python', async () => {
